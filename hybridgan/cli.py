@@ -1,0 +1,221 @@
+"""The `hybridgan` command line: data, train, sample, grid, presets.
+
+It drives the same functions the service and the worker use (model.train, model.load_generator,
+model.generate); it holds no training or sampling logic of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+def hybridgan_home() -> Path:
+    return Path(os.environ.get("HYBRIDGAN_HOME") or Path.home() / ".hybridgan").expanduser()
+
+
+def _parse_floats(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --c-info needs comma-separated numbers, got {text!r}") from None
+
+
+def _class_index(info, name: str) -> int:
+    if name.isdigit() and int(name) < len(info.class_names):
+        return int(name)
+    lower = [c.lower() for c in info.class_names]
+    if name.lower() in lower:
+        return lower.index(name.lower())
+    raise SystemExit(f"error: unknown class {name!r}; this model knows {info.class_names}")
+
+
+def cmd_presets(args) -> int:
+    from model.config import BASES, MODIFIERS, ALIASES, get_preset
+
+    for name in list(BASES) + list(ALIASES):
+        cfg = get_preset(name)
+        print(f"{name:8s} {cfg.model.resolution:4d}px  G widths from {cfg.model.g_channels}, "
+              f"SA in G at {list(cfg.model.g_attn_resolutions)}, SA in D at {list(cfg.model.d_attn_resolutions)}, "
+              f"batch {cfg.train.batch_size}, {cfg.train.epochs:g} epochs")
+    print("modifiers (append with +, e.g. cpu+no-sa):", ", ".join(MODIFIERS))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from model.config import DataConfig
+    from model.data import load_dataset
+
+    cfg = DataConfig(path=args.path, layout=args.layout, cache_dir=args.cache_dir or "")
+    t0 = time.perf_counter()
+
+    def progress(i, n):
+        print(f"\rpreparing {i}/{n} images", end="", file=sys.stderr, flush=True)
+
+    data = load_dataset(cfg, args.resolution, progress=progress, use_cache=args.action == "prepare")
+    print(file=sys.stderr)
+    summary = data.summary()
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    print(json.dumps(summary, indent=2))
+    for s in data.skipped[:10]:
+        print(f"skipped {s}", file=sys.stderr)
+    if data.skipped:
+        print(f"{len(data.skipped)} image(s) could not be read and were skipped", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from model import train
+    from model.config import apply_overrides, get_preset
+
+    cfg = get_preset(args.preset)
+    overrides = list(args.set or [])
+    if args.data:
+        overrides.append(f"data.path={args.data}")
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    cfg = apply_overrides(cfg, overrides)
+    if not cfg.data.path:
+        raise SystemExit("error: give the dataset with --data PATH (a .zip or a folder of class folders)")
+    run_dir = Path(args.run_dir) if args.run_dir else hybridgan_home() / "runs" / time.strftime("run-%Y%m%d-%H%M%S")
+    print(f"run directory: {run_dir}", file=sys.stderr)
+    bar = tqdm(total=None, unit="step", dynamic_ncols=True, disable=args.quiet)
+
+    def progress(p):
+        if bar.total is None:
+            bar.total = p["total_steps"]
+        bar.n = p["step"]
+        losses = p["losses"]
+        bar.set_postfix_str(f"epoch {p['epoch']:.2f}/{p['epochs']:g} D {losses['Loss/D']:.3f} "
+                            f"G {losses['Loss/G']:.3f} GP {losses['Loss/GP']:.3f} info {losses['Loss/info']:.3f} "
+                            f"{p['img_per_s']:.1f} img/s", refresh=False)
+        bar.refresh()
+
+    stop = []
+
+    def on_sigint(signum, frame):  # first Ctrl-C: checkpoint and stop; a second one aborts
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(True)
+        print("\nstopping after this step (Ctrl-C again to abort without a checkpoint)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    t0 = time.perf_counter()
+    result = train(cfg, run_dir, progress_fn=progress, should_stop=lambda: bool(stop),
+                   resume=not args.no_resume, resume_from=args.resume_from)
+    bar.close()
+    print(json.dumps({"status": result.status, "step": result.step, "total_steps": result.total_steps,
+                      "checkpoint": result.checkpoint, "run_dir": result.run_dir,
+                      "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
+    return 0
+
+
+def _load(args):
+    from model import load_generator
+
+    return load_generator(args.checkpoint, device=args.device or "cpu")
+
+
+def cmd_sample(args) -> int:
+    from model import generate, image_grid
+
+    G, info = _load(args)
+    c = _class_index(info, args.class_name)
+    imgs = generate(G, c, _parse_floats(args.c_info), seed=args.seed, n=args.n)
+    image_grid(imgs, ncol=args.ncol).save(args.out)
+    print(f"wrote {args.n} {info.class_names[c]} image(s) from {info.version} to {args.out}")
+    return 0
+
+
+def cmd_grid(args) -> int:
+    from model import cinfo_grid, image_grid
+
+    G, info = _load(args)
+    c = _class_index(info, args.class_name)
+    imgs, _ = cinfo_grid(G, c, seed=args.seed, steps=args.steps, dims=(args.dim_rows, args.dim_cols),
+                         value_range=(-args.range, args.range))
+    image_grid(imgs, ncol=args.steps).save(args.out)
+    print(f"wrote the {args.steps}x{args.steps} c_info grid of {info.class_names[c]} to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hybridgan", description="Hybrid-GAN shoe generator: data, training, sampling.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("presets", help="list the named presets", description="List the named presets and modifiers.")
+    s.set_defaults(fn=cmd_presets)
+
+    s = sub.add_parser("data", help="inspect or prepare (cache) a dataset",
+                       description="Read a dataset (.zip with manifest.csv, folder-per-class tree or UT-Zap50K tree), "
+                                   "report classes, split sizes and skipped images; 'prepare' also caches it.")
+    s.add_argument("action", choices=["inspect", "prepare"])
+    s.add_argument("path", help="a .zip or a folder")
+    s.add_argument("--layout", default="auto",
+                   choices=["auto", "manifest", "folders", "utzap50k-hard", "utzap50k-easy"])
+    s.add_argument("--resolution", type=int, default=32)
+    s.add_argument("--cache-dir", help="default: $HYBRIDGAN_HOME/cache")
+    s.set_defaults(fn=cmd_data)
+
+    s = sub.add_parser("train", help="train a model into a run directory",
+                       description="Train Hybrid-GAN from a preset. Re-running with the same --run-dir resumes "
+                                   "from its latest checkpoint.")
+    s.add_argument("--preset", default="cpu", help="e.g. tiny, cpu, cpu64, paper (model1), model2, cpu+no-sa")
+    s.add_argument("--data", help="dataset path (.zip or folder)")
+    s.add_argument("--run-dir", help="default: $HYBRIDGAN_HOME/runs/run-<time>")
+    s.add_argument("--epochs", type=float)
+    s.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    s.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                   help="override a config field, e.g. --set train.lr_g=1e-4 (repeatable)")
+    s.add_argument("--resume-from", help="a .state.pt of another run to continue from")
+    s.add_argument("--no-resume", action="store_true", help="refuse to continue a run directory's checkpoint")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_train)
+
+    for name, fn, helptext in (("sample", cmd_sample, "write a PNG of generated shoes of one class"),
+                               ("grid", cmd_grid, "write the c_info grid (paper Fig. 4) of one class as a PNG")):
+        s = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
+        s.add_argument("--checkpoint", required=True, help="a .safetensors generator")
+        s.add_argument("--class", dest="class_name", required=True, help="class name or index")
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--out", required=True, help="PNG path")
+        s.add_argument("--device")
+        if name == "sample":
+            s.add_argument("--n", type=int, default=16)
+            s.add_argument("--ncol", type=int)
+            s.add_argument("--c-info", help="comma-separated values in [-1, 1]; default: drawn from each seed")
+        else:
+            s.add_argument("--steps", type=int, default=7)
+            s.add_argument("--range", type=float, default=1.0, help="sweep c_info over [-range, range]")
+            s.add_argument("--dim-rows", type=int, default=0)
+            s.add_argument("--dim-cols", type=int, default=1)
+        s.set_defaults(fn=fn)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from model import CheckpointError, ConfigError, DataError, TrainingDiverged
+
+    try:
+        return args.fn(args)
+    except (ConfigError, DataError, CheckpointError, TrainingDiverged, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
