@@ -170,7 +170,9 @@ def _looks_like_utzap(names: list[str]) -> bool:
 def _folder_entries(images: list[str]) -> list[Entry]:
     """Class = the first folder below the deepest folder that all images share."""
     dirs = [n.split("/")[:-1] for n in images]
-    if not dirs or any(not d for d in dirs):
+    if not dirs:
+        return []
+    if any(not d for d in dirs):
         raise DataError("a folder-per-class dataset needs every image inside a class folder")
     common = os.path.commonprefix(dirs)
     if any(len(d) == len(common) for d in dirs):  # images directly in the shared folder
