@@ -1,4 +1,4 @@
-"""The `hybridgan` command line: data, train, sample, grid, presets.
+"""The `hybridgan` command line: data, train, sample, grid, presets, publish, serve.
 
 It drives the same functions the service and the worker use (model.train, model.load_generator,
 model.generate); it holds no training or sampling logic of its own.
@@ -150,6 +150,32 @@ def cmd_grid(args) -> int:
     return 0
 
 
+def cmd_publish(args) -> int:
+    from model.store import publish
+
+    record = publish(args.home or hybridgan_home(), args.checkpoint, args.version)
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = Settings(**overrides)
+    if args.checkpoint:
+        from model.store import publish
+
+        print(f"published {publish(settings.home, args.checkpoint)['version']}", file=sys.stderr)
+    print(f"explorer: http://{settings.host}:{settings.port}/   API docs: http://{settings.host}:{settings.port}/docs",
+          file=sys.stderr)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hybridgan", description="Hybrid-GAN shoe generator: data, training, sampling.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -201,6 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--dim-rows", type=int, default=0)
             s.add_argument("--dim-cols", type=int, default=1)
         s.set_defaults(fn=fn)
+    s = sub.add_parser("publish", help="publish a checkpoint as the served model",
+                       description="Copy a generator checkpoint into the run store and make it the model the "
+                                   "service serves (a running service hot-loads it).")
+    s.add_argument("checkpoint")
+    s.add_argument("--version", help="version name (default: from the checkpoint)")
+    s.add_argument("--home", help="the run store (default: $HYBRIDGAN_HOME or ~/.hybridgan)")
+    s.set_defaults(fn=cmd_publish)
+
+    s = sub.add_parser("serve", help="start the web service (explorer + REST API)",
+                       description="Start the FastAPI service. Settings come from HYBRIDGAN_* environment "
+                                   "variables (see README); --host and --port override theirs.")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--checkpoint", help="publish this generator checkpoint before starting")
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(fn=cmd_serve)
     return p
 
 

@@ -45,16 +45,33 @@ def class_vector(G: Generator, c: int | Sequence[float] | torch.Tensor) -> torch
     return v
 
 
+CHUNK = 8  # rows per generator call; see forward()
+
+
 @torch.no_grad()
 def forward(G: Generator, z: torch.Tensor, c: torch.Tensor, c_info: torch.Tensor) -> torch.Tensor:
-    """Run G in eval mode on (B, z_dim), (B, num_classes), (B, info_dim) CPU tensors -> (B, 3, R, R)."""
+    """Run G in eval mode on (B, z_dim), (B, num_classes), (B, info_dim) CPU tensors -> (B, 3, R, R).
+
+    Batch-invariant: conv kernels pick their algorithm by batch size, so the same row can differ in
+    the last bit between a batch of 1 and a batch of 40, enough to flip a rounded pixel. G therefore
+    always runs on chunks of exactly CHUNK rows (the last one padded), and each image's pixels do not
+    depend on what it was batched with: requests can be merged and still give the same bytes.
+    """
     was_training = G.training
     G.eval()
     dev = _device(G)
+    B = z.shape[0]
+    pad = (-B) % CHUNK
+    if pad:
+        z = torch.cat([z, z[-1:].expand(pad, -1)])
+        c = torch.cat([c, c[-1:].expand(pad, -1)])
+        c_info = torch.cat([c_info, c_info[-1:].expand(pad, -1)])
     try:
-        return G(z.to(dev), c.to(dev), c_info.to(dev)).float().cpu()
+        outs = [G(z[i:i + CHUNK].to(dev), c[i:i + CHUNK].to(dev), c_info[i:i + CHUNK].to(dev)).float().cpu()
+                for i in range(0, B + pad, CHUNK)]
     finally:
         G.train(was_training)
+    return torch.cat(outs)[:B]
 
 
 def generate(G: Generator, c: int | Sequence[float], c_info: Sequence[float] | None = None,

@@ -1,0 +1,68 @@
+"""App factory: `create_app(settings)` wires the registry, the batcher, metrics and the routes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from .generation import Generation, Overloaded
+from .metrics import Metrics
+from .registry import ModelRegistry
+from .routes import generate, info, pages
+from .settings import Settings
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+    registry = ModelRegistry(settings.home, settings.device, settings.poll_seconds, metrics,
+                             settings.pinned_models_cached)
+    generation = Generation(metrics, settings.batching, settings.batch_window_ms, settings.batch_max_images,
+                            settings.max_queue_images)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        (settings.home / "models").mkdir(parents=True, exist_ok=True)
+        registry.start()
+        await generation.start()
+        if registry.current is None:
+            logging.getLogger("hybridgan").warning(
+                "no model is published in %s yet: generation answers 503 until one is", settings.home)
+        yield
+        await generation.stop()
+        registry.stop()
+
+    app = FastAPI(title="hybridgan", version="0.1.0", lifespan=lifespan,
+                  description="Hybrid-GAN shoe design inspiration: generate shoes of a class and steer their "
+                              "shape with c_info. Every image is reproducible from its parameters.")
+    app.state.settings, app.state.metrics = settings, metrics
+    app.state.registry, app.state.generation = registry, generation
+    app.state.templates = Jinja2Templates(directory=str(TEMPLATES))
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.latency.labels(getattr(route, "path", "unmatched")).observe(time.perf_counter() - t0)
+        return response
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded):
+        from fastapi.responses import JSONResponse
+        return JSONResponse({"detail": f"the service is busy: {exc}"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    app.mount("/static", StaticFiles(directory=str(TEMPLATES / "static")), name="static")
+    app.include_router(generate.router)
+    app.include_router(info.router)
+    app.include_router(pages.router)
+    return app

@@ -1,0 +1,17 @@
+"""The browser explorer page."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+@router.get("/", response_class=HTMLResponse)
+def explorer(request: Request):
+    """The c_info explorer: class picker, sliders, seed, the c_info grid, interpolation."""
+    reg = request.app.state.registry
+    cur = reg.current
+    return request.app.state.templates.TemplateResponse(request, "explorer.html", {
+        "model": cur.summary() if cur else None, "last_error": reg.last_error})
