@@ -8,6 +8,8 @@ const state = { cls: 0, cinfo: [], seed: 0, steps: 7, range: 1, interpKind: "see
 let debounceTimer = null;
 
 function fmt(v) { return Number(v).toFixed(2); }
+// Values go into URLs with at most 4 decimals, so a shared link names exactly the image on screen.
+function round4(v) { return Math.round(Number(v) * 10000) / 10000; }
 
 function q(params) {
   return Object.entries(params).map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join("&");
@@ -36,9 +38,9 @@ function readUrl() {
   const names = model.class_names.map((n) => n.toLowerCase());
   const c = (p.get("class") || "").toLowerCase();
   state.cls = names.includes(c) ? names.indexOf(c) : 0;
-  const ci = (p.get("c") || "").split(",").map(Number);
+  const ci = p.get("c") ? p.get("c").split(",").map(Number) : [];
   state.cinfo = Array.from({ length: model.info_dim }, (_, i) =>
-    Number.isFinite(ci[i]) && ci[i] !== undefined && p.get("c") ? Math.max(-1, Math.min(1, ci[i])) : 0);
+    Number.isFinite(ci[i]) ? round4(Math.max(-1, Math.min(1, ci[i]))) : 0);
   const s = parseInt(p.get("seed") || "0", 10);
   state.seed = Number.isFinite(s) && s >= 0 ? s : 0;
   const steps = parseInt(p.get("steps") || "7", 10);
@@ -48,7 +50,7 @@ function readUrl() {
 }
 
 function writeUrl() {
-  const params = q({ class: model.class_names[state.cls], c: state.cinfo.map(fmt).join(","),
+  const params = q({ class: model.class_names[state.cls], c: state.cinfo.map(String).join(","),
                      seed: state.seed, steps: state.steps, range: state.range });
   history.replaceState(null, "", `?${params}`);
 }
@@ -67,9 +69,9 @@ function buildControls() {
     const id = `cinfo-${i}`;
     box.insertAdjacentHTML("beforeend",
       `<label for="${id}">c_info[${i}] <output id="${id}-value"></output></label>
-       <input id="${id}" class="cinfo" type="range" min="-1" max="1" step="0.05" data-dim="${i}">`);
+       <input id="${id}" class="cinfo" type="range" min="-1" max="1" step="any" data-dim="${i}">`);
     $(id).addEventListener("input", (e) => {
-      state.cinfo[i] = Number(e.target.value);
+      state.cinfo[i] = Math.round(Number(e.target.value) * 100) / 100;
       $(`${id}-value`).textContent = fmt(state.cinfo[i]);
       schedule();
     });
@@ -123,8 +125,8 @@ function renderGrid() {
       btn.setAttribute("aria-label", btn.title);
       btn.addEventListener("click", () => {
         // Values past ±1 are extrapolation: the sliders (and POST /generate) stay within ±1.
-        state.cinfo[0] = Math.max(-1, Math.min(1, a));
-        if (model.info_dim > 1) state.cinfo[1] = Math.max(-1, Math.min(1, b));
+        state.cinfo[0] = round4(Math.max(-1, Math.min(1, a)));
+        if (model.info_dim > 1) state.cinfo[1] = round4(Math.max(-1, Math.min(1, b)));
         syncControls();
         render();
       });
