@@ -12,9 +12,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from .generation import Generation, Overloaded
+from .jobs_client import JobQueue
 from .metrics import Metrics
 from .registry import ModelRegistry
-from .routes import generate, info, pages
+from .routes import generate, info, jobs, pages
 from .settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "shape with c_info. Every image is reproducible from its parameters.")
     app.state.settings, app.state.metrics = settings, metrics
     app.state.registry, app.state.generation = registry, generation
+    app.state.jobs = JobQueue(settings.home, settings.broker_url)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES))
 
     @app.middleware("http")
@@ -64,5 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(TEMPLATES / "static")), name="static")
     app.include_router(generate.router)
     app.include_router(info.router)
+    app.include_router(jobs.router)
+    app.include_router(jobs.datasets_router)
     app.include_router(pages.router)
     return app

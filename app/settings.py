@@ -28,3 +28,9 @@ class Settings(BaseSettings):
     max_cinfo_abs: float = Field(2.0, ge=1.0, description="grid range limit (extrapolation beyond [-1, 1])")
     pinned_models_cached: int = Field(4, ge=1, description="pinned versions kept loaded besides the current one")
     admin_token: str | None = None  # admin endpoints are off when unset
+    broker_url: str = "filesystem://"  # redis://host:6379/0 in deployment; filesystem:// = embedded
+    embedded_worker: bool | None = None  # start a worker beside `hybridgan serve`; default: with filesystem://
+    dataset_dirs: list[Path] = Field(default_factory=list,
+                                     description="folders whose entries POST /train-jobs may name as datasets; "
+                                                 "always includes <home>/datasets")
+    max_job_epochs: float = Field(1000.0, gt=0)

@@ -170,9 +170,38 @@ def cmd_serve(args) -> int:
         from model.store import publish
 
         print(f"published {publish(settings.home, args.checkpoint)['version']}", file=sys.stderr)
-    print(f"explorer: http://{settings.host}:{settings.port}/   API docs: http://{settings.host}:{settings.port}/docs",
-          file=sys.stderr)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+    embedded = settings.embedded_worker
+    if embedded is None:
+        embedded = settings.broker_url.startswith("filesystem://")
+    worker = None
+    if embedded and not args.no_worker:
+        import subprocess
+
+        env = {**os.environ, "HYBRIDGAN_HOME": str(settings.home), "HYBRIDGAN_BROKER_URL": settings.broker_url}
+        worker = subprocess.Popen([sys.executable, "-m", "hybridgan.cli", "worker", "--loglevel", "warning"], env=env)
+        print(f"started an embedded training worker (pid {worker.pid}) on {settings.broker_url}", file=sys.stderr)
+    print(f"explorer: http://{settings.host}:{settings.port}/   admin: /admin   API docs: /docs", file=sys.stderr)
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+    finally:
+        if worker is not None:
+            worker.terminate()  # warm shutdown: a running job is re-queued and resumes next time
+            try:
+                worker.wait(timeout=30)
+            except Exception:
+                worker.kill()
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from hybridgan.queue import broker_url, ensure_broker_dirs, queue_name
+    from model.store import default_home
+
+    ensure_broker_dirs(default_home())
+    from worker.celery_app import app
+
+    app.worker_main(["worker", "-Q", args.queue or queue_name(), "-c", str(args.concurrency),
+                     "-n", f"hybridgan-{os.getpid()}@%h", "--loglevel", args.loglevel])
     return 0
 
 
@@ -242,7 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     s.add_argument("--checkpoint", help="publish this generator checkpoint before starting")
     s.add_argument("--log-level", default="info")
+    s.add_argument("--no-worker", action="store_true", help="do not start the embedded training worker")
     s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("worker", help="run a Celery training worker (one per GPU)",
+                       description="Run a Celery worker that executes training jobs. The broker is "
+                                   "HYBRIDGAN_BROKER_URL (default filesystem://, the embedded one in HYBRIDGAN_HOME).")
+    s.add_argument("--queue", help="default: $HYBRIDGAN_QUEUE or 'training'")
+    s.add_argument("--concurrency", type=int, default=1, help="jobs at once; keep 1 per GPU")
+    s.add_argument("--loglevel", default="info")
+    s.set_defaults(fn=cmd_worker)
     return p
 
 

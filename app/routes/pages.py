@@ -15,3 +15,10 @@ def explorer(request: Request):
     cur = reg.current
     return request.app.state.templates.TemplateResponse(request, "explorer.html", {
         "model": cur.summary() if cur else None, "last_error": reg.last_error})
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin(request: Request):
+    """The admin jobs page; it asks for the admin token and sends it with each API call."""
+    return request.app.state.templates.TemplateResponse(request, "admin.html", {
+        "enabled": bool(request.app.state.settings.admin_token)})

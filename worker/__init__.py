@@ -1,0 +1,1 @@
+"""Celery workers: thin task wrappers that call model.train(...) with progress and cancel hooks."""
