@@ -55,6 +55,8 @@ class Generation:
         self._pending_rows = 0
 
     async def start(self) -> None:
+        if self.executor._shutdown:  # started again after a stop (a second lifespan)
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
         self._queue = asyncio.Queue()
         if self.batching:
             self._task = asyncio.create_task(self._batch_loop())

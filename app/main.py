@@ -7,18 +7,24 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from .generation import Generation, Overloaded
 from .jobs_client import JobQueue
+from .limits import BodyLimit
 from .metrics import Metrics
 from .registry import ModelRegistry
 from .routes import generate, info, jobs, pages
 from .settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def require_designer_open(request: Request) -> None:
+    if not request.app.state.settings.designer_open:
+        raise HTTPException(403, "the designer endpoints are closed on this service (HYBRIDGAN_DESIGNER_OPEN=false)")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -63,10 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": f"the service is busy: {exc}"}, status_code=503,
                             headers={"Retry-After": "1"})
 
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.mount("/static", StaticFiles(directory=str(TEMPLATES / "static")), name="static")
-    app.include_router(generate.router)
+    designer = [Depends(require_designer_open)]
+    app.include_router(generate.router, dependencies=designer)
     app.include_router(info.router)
     app.include_router(jobs.router)
     app.include_router(jobs.datasets_router)
     app.include_router(pages.router)
+    app.include_router(pages.explorer_router, dependencies=designer)
     return app

@@ -34,3 +34,5 @@ class Settings(BaseSettings):
                                      description="folders whose entries POST /train-jobs may name as datasets; "
                                                  "always includes <home>/datasets")
     max_job_epochs: float = Field(1000.0, gt=0)
+    max_body_bytes: int = Field(65536, ge=1024, description="larger request bodies get 413")
+    designer_open: bool = True  # false closes the explorer and generation endpoints (403), e.g. a training-only host

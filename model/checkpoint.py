@@ -48,7 +48,7 @@ def save_generator(G: Generator, path: str | os.PathLike, *, class_names: list[s
     meta = {"format": FORMAT, "model_config": json.dumps(asdict(G.cfg)),
             "class_names": json.dumps(class_names), "step": str(int(step)),
             "version": version or Path(path).stem, "extra": json.dumps(extra or {})}
-    return atomic_write_bytes(path, st_save(tensors, metadata=meta))
+    return atomic_write_bytes(path, st_save(tensors, metadata=meta), point="checkpoint")
 
 
 def read_generator_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -99,7 +99,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
 
 def save_state(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Resume state: nested dicts/lists of tensors, numbers and strings (weights_only-loadable)."""
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return atomic_write(path, lambda tmp: torch.save(state, tmp), point="checkpoint")
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:

@@ -8,15 +8,20 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .faults import failpoint
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call write(tmp_path) then rename tmp_path onto path; the temp file is removed on failure."""
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], point: str = "atomic_write") -> Path:
+    """Call write(tmp_path) then rename tmp_path onto path; the temp file is removed on failure.
+
+    `point` names the failpoint between the write and the rename (see faults.py)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        failpoint(point)  # tests: die, or run out of space, after the write and before the rename
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -37,11 +42,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, point: str = "atomic_write") -> Path:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
-    return atomic_write(path, write)
+    return atomic_write(path, write, point)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

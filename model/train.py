@@ -326,8 +326,9 @@ def _slug(name: str) -> str:
 
 
 def _prune(ckpt_dir: Path, keep: int) -> None:
-    """Keep the newest `keep` servable files and the two newest resume states."""
+    """Keep the newest `keep` servable files and the two newest resume states; drop temp files a
+    killed writer left behind (they were never renamed, so nothing ever read them)."""
     gens = sorted(ckpt_dir.glob("step-*.safetensors"))
     states = sorted(ckpt_dir.glob("step-*.state.pt"))
-    for p in (gens[:-keep] if keep > 0 else []) + states[:-2]:
+    for p in (gens[:-keep] if keep > 0 else []) + states[:-2] + list(ckpt_dir.glob(".*.tmp")):
         p.unlink(missing_ok=True)

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
+explorer_router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
-@router.get("/", response_class=HTMLResponse)
+@explorer_router.get("/", response_class=HTMLResponse)
 def explorer(request: Request):
     """The c_info explorer: class picker, sliders, seed, the c_info grid, interpolation."""
     reg = request.app.state.registry

@@ -230,3 +230,25 @@ def test_explorer_page_renders_with_the_model(client):
     page = client.get("/")
     assert page.status_code == 200 and 'id="class"' in page.text and "v1" in page.text
     assert client.get("/static/explorer.js").status_code == 200
+
+
+def test_oversized_bodies_get_413_before_parsing(make_client, home, checkpoints):
+    publish(home, checkpoints["v1"])
+    c = make_client(max_body_bytes=2048)
+    big = {"class": "Boot", "c_info": [0.0] * 2000}
+    r = c.post("/generate", json=big)
+    assert r.status_code == 413 and "larger than 2048" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit still holds while streaming
+        for _ in range(10):
+            yield b" " * 1024
+    r = c.post("/generate", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_designer_endpoints_can_be_closed(make_client, home, checkpoints):
+    publish(home, checkpoints["v1"])
+    c = make_client(designer_open=False)
+    for r in (c.post("/generate", json={"class": "Boot"}), c.get("/image.png?class=Boot"), c.get("/")):
+        assert r.status_code == 403 and "closed" in r.text
+    assert c.get("/healthz").status_code == 200 and c.get("/models").status_code == 200
