@@ -178,7 +178,15 @@ def test_hot_swap_while_requests_run(client, home, checkpoints):
     assert client.post("/generate", json={"class": "Boot", "seed": 1, "model_version": "v1"}).content == before
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-shape", "missing"])
+class _Trap:  # unpickling this would create a file: proof that code ran
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-shape", "missing", "pickle"])
 def test_a_bad_published_checkpoint_is_refused_and_the_old_model_keeps_serving(client, home, checkpoints, damage):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
@@ -197,6 +205,8 @@ def test_a_bad_published_checkpoint_is_refused_and_the_old_model_keeps_serving(c
         t = load_file(checkpoints["v2"])
         t["to_rgb.weight"] = torch.zeros(3, 5, 1, 1)
         save_file(t, bad, metadata=meta)
+    elif damage == "pickle":  # a torch/pickle file posing as a checkpoint must never be unpickled
+        torch.save({"G": _Trap(str(home / "pwned"))}, bad)
     (home / "models" / "current.json").write_text(json.dumps({"version": "bad", "file": "bad.safetensors",
                                                              "published_at": 1.0}))
     assert wait_for(lambda: client.get("/models").json()["last_error"] is not None)
@@ -205,6 +215,7 @@ def test_a_bad_published_checkpoint_is_refused_and_the_old_model_keeps_serving(c
     assert "hybridgan_model_reload_failures_total 1.0" in client.get("/metrics").text
     r = client.post("/generate", json={"class": "Boot", "seed": 4})
     assert r.status_code == 200 and r.content == good and r.headers["X-Model-Version"] == "v1"
+    assert not (home / "pwned").exists()
 
 
 def test_batched_concurrent_requests_give_the_same_bytes_as_one_by_one(make_client, home, checkpoints):

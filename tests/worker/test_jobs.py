@@ -88,3 +88,34 @@ def test_promote_a_checkpoint_of_a_job(api, workers):
     assert r.status_code == 200 and r.json()["serving"] == f"{job_id}-{ckpt}"
     assert api.post(f"/train-jobs/{job_id}/promote", json={"checkpoint": "step-999999999"}).status_code == 404
     assert api.post(f"/train-jobs/{job_id}/promote", json={"checkpoint": "../../x"}).status_code == 404
+
+
+def test_a_diverging_job_stops_with_the_reason_and_publishes_nothing(api, workers, job_home):
+    # The paper's failed lambda_GP = 3 (sec. 4.3), pushed by a high learning rate to blow up quickly.
+    workers()
+    r = api.post("/train-jobs", json={**TINY, "preset": "tiny+gp3", "epochs": 8, "publish": True,
+                                      "overrides": {"train.lr_g": 0.05}})
+    job = wait_job(api, r.json()["id"], lambda j: j["status"] in ("failed", "succeeded"))
+    assert job["status"] == "failed" and "diverged at step" in job["error"]
+    assert job["published"] is None and not (job_home / "models" / "current.json").exists()
+    import re
+    bad_from = int(re.search(r"diverged at step (\d+)", job["error"]).group(1)) - 2  # patience: 3 bad steps
+    assert all(int(c.split("-")[1]) < bad_from for c in job["checkpoints"])  # nothing saved once it went bad
+
+
+def test_the_job_record_survives_an_api_restart(job_home, broker, queue, workers):
+    from fastapi.testclient import TestClient
+    from app.main import create_app
+    from app.settings import Settings
+
+    workers()
+    settings = Settings(home=job_home, broker_url=broker, admin_token=TOKEN, poll_seconds=0.1)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(settings), headers=headers) as first:
+        job_id = first.post("/train-jobs", json={**TINY, "epochs": 3}).json()["id"]
+        wait_job(first, job_id, lambda j: (j["progress"] or {}).get("step", 0) >= 2)
+    with TestClient(create_app(settings), headers=headers) as second:  # a new API process, same run store
+        seen = second.get(f"/train-jobs/{job_id}").json()
+        assert seen["status"] in ("running", "succeeded") and seen["progress"]["step"] >= 2
+        job = wait_job(second, job_id, lambda j: j["status"] == "succeeded")
+        assert job["progress"]["step"] == job["progress"]["total_steps"]
