@@ -9,6 +9,7 @@ with a logged reason and a counter, and the last good model keeps serving.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -45,6 +46,7 @@ class LoadedModel:
     loaded_at: float
     record: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # one forward at a time per model
+    evaluation: dict[str, Any] | None = None  # hybridgan evaluate's report, when one was published with it
 
     @property
     def class_names(self) -> list[str]:
@@ -52,7 +54,7 @@ class LoadedModel:
 
     def summary(self) -> dict[str, Any]:
         cfg = self.info.model
-        return {"version": self.version, "step": self.info.step, "resolution": cfg.resolution,
+        return {"evaluation": self.evaluation,"version": self.version, "step": self.info.step, "resolution": cfg.resolution,
                 "class_names": self.class_names, "info_dim": cfg.info_dim, "z_dim": cfg.z_dim,
                 "preset": self.info.extra.get("preset"), "ema": self.info.extra.get("ema", False),
                 "published_at": self.record.get("published_at"), "loaded_at": self.loaded_at,
@@ -117,7 +119,12 @@ class ModelRegistry:
     def _load(self, path: Path, version: str, record: dict) -> LoadedModel:
         G, info = load_generator(path, device=self.device)
         check_generator(G)
-        return LoadedModel(G, info, version, time.time(), record)
+        report = None
+        try:
+            report = json.loads(path.with_name(f"{version}.eval.json").read_text())
+        except (OSError, ValueError):
+            pass
+        return LoadedModel(G, info, version, time.time(), record, evaluation=report)
 
     def check_once(self) -> bool:
         """Look at the alias once; load and swap in a new model if it changed. True if swapped."""

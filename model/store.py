@@ -59,6 +59,9 @@ def publish(home: str | os.PathLike, checkpoint: str | os.PathLike, version: str
     dest = version_path(home, version)
     if not dest.exists():
         atomic_write(dest, lambda tmp: shutil.copyfile(checkpoint, tmp))
+    report = checkpoint.with_name(checkpoint.name.replace(".safetensors", ".eval.json"))
+    if report.exists():  # the evaluation travels with the model, for GET /models
+        atomic_write(dest.with_name(f"{version}.eval.json"), lambda tmp: shutil.copyfile(report, tmp))
     record = {"version": version, "file": dest.name, "published_at": time.time(), "source": str(checkpoint)}
     atomic_write_text(models_dir(home) / "current.json", json.dumps(record, indent=2))
     return record

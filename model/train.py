@@ -184,7 +184,8 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
         name = f"step-{at:09d}"
         gen_path = save_generator(m.serving_G, ckpt_dir / f"{name}.safetensors", class_names=data.class_names,
                                   step=at, version=f"{run_dir.name}/{name}",
-                                  extra={"preset": cfg.preset, "ema": m.G_ema is not None})
+                                  extra={"preset": cfg.preset, "ema": m.G_ema is not None,
+                                         "holdout_fraction": cfg.data.holdout_fraction})
         st = m.state()
         st.update(step=at, model_config=json.dumps(cfg.to_dict()["model"]), rng_cpu=torch.get_rng_state())
         if device.type == "cuda":
