@@ -102,21 +102,26 @@ class Discriminator(nn.Module):
         self.embed = nn.Sequential(wrap(nn.Linear(cfg.num_classes, cfg.d_class_embed_dim)),
                                    nn.LeakyReLU(cfg.d_leaky_slope),
                                    wrap(nn.Linear(cfg.d_class_embed_dim, cfg.d_class_embed_dim)))
-        self.pre_cond = nn.ModuleList()  # units (and SA layers) before the class is concatenated
+        self.pre_cond = nn.ModuleList()  # units (and SA layers) before the class joins
         self.post_cond = nn.ModuleList()
         target = self.pre_cond
         first = True
         for res, cout in widths.items():
             if res < cfg.d_cond_resolution and target is self.pre_cond:
                 target = self.post_cond
-                cin += cfg.d_class_embed_dim
             target.append(ConvUnitD(cin, cout, cfg.d_leaky_slope, cfg.d_dropout,
                                     "none" if first else cfg.d_norm, sn))  # no BN in the first unit
             first = False
             if res in cfg.d_attn_resolutions:  # two SA layers (sec. 3.3)
                 target.append(SelfAttention(cout, attn_impl, sn))
             cin = cout
-        self.feat_dim = (cin + (cfg.d_class_embed_dim if target is self.pre_cond else 0)) * 16
+        c_cond = widths[cfg.d_cond_resolution]  # channels of the map the class joins
+        # After the concatenation a 1x1 conv + LeakyReLU mixes image and class features, as Reed et al.
+        # do. Without it the class would only add a per-class constant to a linear critic score, which
+        # cancels in D(fake) - D(real): D could never tell whether an image matches its class.
+        self.joint = nn.Sequential(wrap(nn.Conv2d(c_cond + cfg.d_class_embed_dim, c_cond, 1)),
+                                   nn.LeakyReLU(cfg.d_leaky_slope))
+        self.feat_dim = cin * 16
         self.score = wrap(nn.Linear(self.feat_dim, 1))  # critic head (no activation: WGAN)
         self.q = nn.Linear(self.feat_dim, cfg.info_dim)  # Q head regresses c_info (Chen et al. 2016)
 
@@ -133,7 +138,7 @@ class Discriminator(nn.Module):
             x = layer(x)
         e = self.embed(one_hot(c, self.cfg.num_classes))  # (B, d_class_embed_dim)
         e = e[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])  # tiled to (B, E, H, W)
-        x = torch.cat([x, e.to(x.dtype)], dim=1)
+        x = self.joint(torch.cat([x, e.to(x.dtype)], dim=1))  # (B, C, H, W): image and class mixed
         for layer in self.post_cond:
             x = layer(x)
         return x.flatten(1)  # (B, C*4*4)

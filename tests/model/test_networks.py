@@ -98,3 +98,17 @@ def test_channels_last_gives_the_same_result_as_nchw():
     x2 = G2(z, c, ci)
     torch.testing.assert_close(x2, x, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(D2(x2.contiguous(memory_format=torch.channels_last), c)[0], s, atol=1e-4, rtol=1e-4)
+
+
+def test_the_critic_judges_image_and_class_together():
+    # If the class only added a per-class constant to the score, D(x, a) - D(x, b) would be the same
+    # for every image and cancel in the WGAN loss: D could never judge whether image and class match.
+    torch.manual_seed(0)
+    for name in ("tiny", "cpu"):
+        cfg = get_preset(name).model
+        D = Discriminator(cfg).eval()
+        x = torch.rand(4, 3, cfg.resolution, cfg.resolution) * 2 - 1
+        a = D(x, torch.zeros(4, dtype=torch.long))[0]
+        b = D(x, torch.ones(4, dtype=torch.long))[0]
+        gap = a - b
+        assert gap.std() > 1e-4 * gap.abs().mean() + 1e-7, name
