@@ -16,6 +16,7 @@ from celery import signals
 from hybridgan.queue import RECOVER_TASK, TRAIN_TASK
 from model import Config, TrainingDiverged, train
 from model.checkpoint import read_latest
+from model.evaluation import evaluate_checkpoint
 from model.jobs import (TERMINAL, JobError, cancel_file, is_orphaned, job_dir, list_jobs, read_job, run_lock,
                         update_job)
 from model.store import default_home, publish
@@ -95,6 +96,12 @@ def _run(h: Path, job_id: str) -> str:
         update_job(h, job_id, lambda j: j.update(status="cancelled", finished_at=time.time(),
                                                   result={"step": result.step, "checkpoint": result.checkpoint}))
         return "cancelled"
+    if request.get("evaluate") and result.checkpoint:
+        try:  # the report lands beside the checkpoint; publishing carries it to GET /models
+            evaluate_checkpoint(result.checkpoint, job["config"]["data"]["path"], h,
+                                layout=job["config"]["data"]["layout"], log=log.info)
+        except Exception as e:
+            return _fail(h, job_id, f"training finished but evaluation failed: {type(e).__name__}: {e}")
     published = None
     if request.get("publish") and result.checkpoint:
         try:

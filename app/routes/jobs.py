@@ -42,6 +42,7 @@ class TrainJobRequest(BaseModel):
     epochs: float | None = Field(None, gt=0, description="default: the preset's")
     resume_from: str | None = Field(None, description="a job id whose latest checkpoint to continue from")
     publish: bool = Field(False, description="publish the final checkpoint to serving when the job succeeds")
+    evaluate: bool = Field(False, description="run hybridgan evaluate on the final checkpoint (minutes on a CPU)")
 
 
 class PromoteRequest(BaseModel):
@@ -148,7 +149,13 @@ def show(job_id: str, settings: SettingsDep, _: AdminDep):
     samples = sorted(p.name for p in (d / "samples").glob("*.png")) if (d / "samples").exists() else []
     ckpts = sorted(p.stem for p in (d / "checkpoints").glob("step-*.safetensors")) if (d / "checkpoints").exists() else []
     last = _metrics(d, 1)
-    return {**job, "latest_losses": last[-1] if last else None, "checkpoints": ckpts,
+    evaluation = None
+    if ckpts:
+        try:
+            evaluation = json.loads((d / "checkpoints" / f"{ckpts[-1]}.eval.json").read_text())
+        except (OSError, ValueError):
+            pass
+    return {**job, "latest_losses": last[-1] if last else None, "checkpoints": ckpts, "evaluation": evaluation,
             "samples": [f"/train-jobs/{job_id}/samples/{n}" for n in samples[-8:]],
             "latest_sample": next((f"/train-jobs/{job_id}/samples/{n}" for n in reversed(samples)
                                    if n.startswith("step-")), None)}

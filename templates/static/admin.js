@@ -71,8 +71,22 @@ async function showDetail() {
     li.querySelector("button").addEventListener("click", () => promote(c));
     list.appendChild(li);
   }
+  showEvaluation(job.evaluation);
   const { rows } = await (await api(`/train-jobs/${selected}/metrics?max_points=400`)).json();
   drawCurves(rows);
+}
+
+function showEvaluation(r) {
+  $("evaluation").hidden = !r;
+  if (!r) return;
+  const g = r.generated, f = r.floor, n = (v, d = 3) => (v == null ? "" : Number(v).toFixed(d));
+  const rows = [["FD (own classifier features)", g.fd, f.fd, 2], ["KID", g.kid, f.kid, 4],
+    ["class fidelity", g.class_fidelity.overall, f.class_fidelity.overall], ["precision", g.precision, f.precision],
+    ["recall", g.recall, f.recall], ["coverage", g.coverage, f.coverage],
+    ["memorisation ratio", g.memorisation.ratio, null, 2]];
+  const dims = Object.entries(r.c_info.dims).map(([d, v]) => [`${d} steers ${v.steers} (Spearman)`, v.spearman[v.steers], null, 2]);
+  $("eval-table").innerHTML = "<tr><th>metric</th><th>generated</th><th>real floor</th></tr>" +
+    rows.concat(dims).map(([k, a, b, d]) => `<tr><td>${k}</td><td>${n(a, d)}</td><td>${n(b, d)}</td></tr>`).join("");
 }
 
 function drawCurves(rows) {
@@ -122,7 +136,8 @@ $("token").addEventListener("keydown", (e) => { if (e.key === "Enter") $("login"
 $("submit-job").addEventListener("click", async () => {
   try {
     const body = { dataset: $("job-dataset").value, preset: $("job-preset").value,
-                   epochs: Number($("job-epochs").value), publish: $("job-publish").checked };
+                   epochs: Number($("job-epochs").value), publish: $("job-publish").checked,
+                   evaluate: $("job-evaluate").checked };
     const r = await (await api("/train-jobs", { method: "POST", body: JSON.stringify(body) })).json();
     selected = r.id; say(`Queued ${r.id}`, "ok"); refresh();
   } catch (e) { say(e.message, "error"); }
