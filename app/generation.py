@@ -77,13 +77,14 @@ class Generation:
             if not self.batching:
                 out = await asyncio.get_running_loop().run_in_executor(self.executor, self._forward, lm, z, c, c_info)
                 self.metrics.batches.inc()
-                return out
-            fut = asyncio.get_running_loop().create_future()
-            await self._queue.put(_Job(lm, z, c, c_info, fut))
-            return await fut
+            else:
+                fut = asyncio.get_running_loop().create_future()
+                await self._queue.put(_Job(lm, z, c, c_info, fut))
+                out = await fut
         finally:
             self._pending_rows -= B
-            self.metrics.images.inc(B)
+        self.metrics.images.inc(B)
+        return out
 
     async def to_thread(self, fn, *args):
         """Run CPU work (PNG encoding, grids) off the event loop, on the generator's thread."""

@@ -157,8 +157,8 @@ class ModelRegistry:
             self._current = lm  # the swap: requests that took `old` finish on it
             self.last_error = None
             self.metrics.reloads.inc()
-            if old is not None:
-                self.metrics.model_info.remove(old.version) if old.version != lm.version else None
+            if old is not None and old.version != lm.version:
+                self.metrics.model_info.remove(old.version)
             self.metrics.model_info.labels(lm.version).set(1)
             log.info("serving model %s (step %d)", lm.version, lm.info.step)
             return True

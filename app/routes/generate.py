@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 import numpy as np
 import torch
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
 from model.data import to_uint8
@@ -114,7 +115,7 @@ async def generate(body: GenerateRequest, request: Request, settings: SettingsDe
     """Generate shoes of a class; every image is reproducible from the parameters reported with it."""
     if body.count > settings.max_count:
         raise HTTPException(422, f"count must be at most {settings.max_count}, got {body.count}")
-    lm = model_for(request, body.model_version)
+    lm = await run_in_threadpool(model_for, request, body.model_version)
     c = resolve_class(lm, body.class_)
     c_info = check_c_info(lm, body.c_info)
     seed = body.seed if body.seed is not None else random.SystemRandom().randrange(2**31 - body.count)
@@ -154,7 +155,7 @@ async def image(request: Request, gen: GenerationDep, cls: ClassQ,
                 c_info: Annotated[str | None, Query(description="comma-separated values in [-1, 1]")] = None,
                 model: ModelQ = None):
     """One image as a PNG permalink, usable in <img src>; cached for good when the model is pinned."""
-    lm = model_for(request, model)
+    lm = await run_in_threadpool(model_for, request, model)
     c = resolve_class(lm, cls)
     ci = check_c_info(lm, parse_floats(c_info, "c_info"))
     headers = cache_headers(etag_for("image", lm.version, c, ci, seed), lm.version, model is not None)
@@ -166,9 +167,9 @@ async def image(request: Request, gen: GenerationDep, cls: ClassQ,
     return Response(data, media_type="image/png", headers=headers)
 
 
-def _grid_inputs(request: Request, settings, cls: str, seed: int, steps: int, range_: float, dims: str,
-                 model: str | None):
-    lm = model_for(request, model)
+async def _grid_inputs(request: Request, settings, cls: str, seed: int, steps: int, range_: float, dims: str,
+                       model: str | None):
+    lm = await run_in_threadpool(model_for, request, model)
     c = resolve_class(lm, cls)
     if not 2 <= steps <= settings.max_grid_steps:
         raise HTTPException(422, f"steps must be between 2 and {settings.max_grid_steps}, got {steps}")
@@ -203,7 +204,7 @@ async def grid(request: Request, settings: SettingsDep, gen: GenerationDep, cls:
                seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0, steps: GridSteps = 7,
                range_: GridRange = 1.0, dims: str = "0,1", model: ModelQ = None):
     """The c_info grid (the paper's Figure 4): one z, two c_info dimensions swept along rows and columns."""
-    lm, c, d = _grid_inputs(request, settings, cls, seed, steps, range_, dims, model)
+    lm, c, d = await _grid_inputs(request, settings, cls, seed, steps, range_, dims, model)
     headers = cache_headers(etag_for("grid", lm.version, c, seed, steps, range_, d), lm.version, model is not None)
     if (cached := not_modified(request, headers)) is not None:
         return cached
@@ -223,7 +224,7 @@ async def grid_json(request: Request, settings: SettingsDep, cls: ClassQ,
                     seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0, steps: GridSteps = 7,
                     range_: GridRange = 1.0, dims: str = "0,1", model: ModelQ = None):
     """The parameters of each c_info grid cell, with a permalink to the cell and to the grid PNG."""
-    lm, c, d = _grid_inputs(request, settings, cls, seed, steps, range_, dims, model)
+    lm, c, d = await _grid_inputs(request, settings, cls, seed, steps, range_, dims, model)
     name = lm.class_names[c]
     cells = _grid_cells(lm, d, steps, range_)
     q = urlencode({"class": name, "seed": seed, "steps": steps, "range": range_, "dims": f"{d[0]},{d[1]}",
@@ -250,7 +251,7 @@ async def interpolate(request: Request, settings: SettingsDep, gen: GenerationDe
         raise HTTPException(422, f"kind must be 'seed' or 'class', got {kind!r}")
     if not 2 <= steps <= settings.max_interp_steps:
         raise HTTPException(422, f"steps must be between 2 and {settings.max_interp_steps}, got {steps}")
-    lm = model_for(request, model)
+    lm = await run_in_threadpool(model_for, request, model)
     c = resolve_class(lm, cls)
     if kind == "class" and class_b is None:
         raise HTTPException(422, "kind=class needs class_b, the class to blend into")

@@ -156,12 +156,14 @@ async function poll() {
     else if (info.last_error) showMessage(info.last_error, "error");
     const cur = info.current;
     if (cur && (!model || cur.version !== model.version)) {
-      const first = !model;
+      // a model with other classes or c_info dimensions needs new controls
+      const rebuild = !model || JSON.stringify(cur.class_names) !== JSON.stringify(model.class_names) ||
+                      cur.info_dim !== model.info_dim;
       model = cur;
       $("model-version").textContent = model.version;
       $("no-model").hidden = true;
       $("explorer").hidden = false;
-      if (first) { readUrl(); buildControls(); }
+      if (rebuild) { readUrl(); buildControls(); }
       syncControls();
       lastGrid = "";
       render();
