@@ -7,6 +7,8 @@ from model.jobs import read_job, update_job
 from .conftest import TOKEN, wait_job
 
 TINY = {"dataset": "shoes", "preset": "tiny"}
+# The main flow, cancelling and SIGKILL run on both brokers; the rest on Redis only, to keep CI short.
+redis_only = pytest.mark.parametrize("broker", ["redis"], indirect=True)
 
 
 def test_a_job_trains_succeeds_and_its_checkpoint_is_hot_loaded(api, workers):
@@ -44,6 +46,7 @@ def test_cancel_a_running_job_checkpoints_and_stops(api, workers):
     assert f"step-{job['result']['step']:09d}" in job["checkpoints"]  # it checkpointed where it stopped
 
 
+@redis_only
 def test_a_cancelled_queued_job_never_starts(api, workers, job_home):
     job_id = api.post("/train-jobs", json={**TINY, "epochs": 1}).json()["id"]  # no worker yet
     assert api.delete(f"/train-jobs/{job_id}").json()["status"] == "cancelled"
@@ -71,6 +74,7 @@ def test_sigkill_mid_job_then_a_new_worker_resumes_from_the_checkpoint(api, work
     assert len(steps) - len(set(steps)) < 5  # at most the steps since the last checkpoint ran twice
 
 
+@redis_only
 def test_a_job_whose_worker_always_dies_fails_with_a_reason(api, workers, job_home):
     job_id = api.post("/train-jobs", json={**TINY, "epochs": 1}).json()["id"]
     update_job(job_home, job_id, lambda j: j.update(attempts=3))  # as if three workers had died on it
@@ -79,6 +83,7 @@ def test_a_job_whose_worker_always_dies_fails_with_a_reason(api, workers, job_ho
     assert job["status"] == "failed" and "died each time" in job["error"]
 
 
+@redis_only
 def test_promote_a_checkpoint_of_a_job(api, workers):
     workers()
     job_id = api.post("/train-jobs", json={**TINY, "epochs": 1}).json()["id"]
@@ -90,6 +95,7 @@ def test_promote_a_checkpoint_of_a_job(api, workers):
     assert api.post(f"/train-jobs/{job_id}/promote", json={"checkpoint": "../../x"}).status_code == 404
 
 
+@redis_only
 def test_a_diverging_job_stops_with_the_reason_and_publishes_nothing(api, workers, job_home):
     # The paper's failed lambda_GP = 3 (sec. 4.3), pushed by a high learning rate to blow up quickly.
     workers()
@@ -103,6 +109,7 @@ def test_a_diverging_job_stops_with_the_reason_and_publishes_nothing(api, worker
     assert all(int(c.split("-")[1]) < bad_from for c in job["checkpoints"])  # nothing saved once it went bad
 
 
+@redis_only
 def test_the_job_record_survives_an_api_restart(job_home, broker, queue, workers):
     from fastapi.testclient import TestClient
     from app.main import create_app
