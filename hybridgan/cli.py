@@ -206,7 +206,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from hybridgan.queue import broker_url, ensure_broker_dirs, queue_name
+    from hybridgan.queue import ensure_broker_dirs, queue_name
     from model.store import default_home
 
     ensure_broker_dirs(default_home())

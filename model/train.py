@@ -63,11 +63,15 @@ def autocast_for(cfg: Config, device: torch.device):
     return contextlib.nullcontext
 
 
-class _Models:
-    """G, D, the optimisers and the EMA of G, built from one config."""
+class Trainer:
+    """G, D, the optimisers and the EMA of G, built from one config, and the two training steps.
+
+    train() drives it; bench/ times its steps against a naive baseline.
+    """
 
     def __init__(self, cfg: Config, device: torch.device):
         t = cfg.train
+        self.cfg, self.device, self.autocast = cfg, device, autocast_for(cfg, device)
         fmt = torch.channels_last if t.channels_last else torch.contiguous_format
         self.G = Generator(cfg.model).to(device, memory_format=fmt)
         self.D = Discriminator(cfg.model).to(device, memory_format=fmt)
@@ -102,6 +106,63 @@ class _Models:
     @property
     def serving_G(self) -> Generator:
         return self.G_ema if self.G_ema is not None else self.G
+
+    def _critic(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.D(x, c)[0]
+
+    def critic_step(self, x: torch.Tensor, c: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """WGAN-GP + info loss on D_head and Q (paper sec. 3.5), one optimiser step of D and Q."""
+        cfg, t, dev = self.cfg.model, self.cfg.train, self.device
+        B = x.shape[0]
+        z = torch.randn(B, cfg.z_dim, device=dev)
+        c_info = torch.rand(B, cfg.info_dim, device=dev) * 2 - 1
+        with torch.no_grad(), self.autocast():
+            fake = self.G(z, c, c_info)  # fakes for the critic need no graph through G
+        with self.autocast():
+            real_score, _ = self.D(x, c)
+            fake_score, q_fake = self.D(fake, c)
+        loss_w = critic_wgan_loss(real_score, fake_score)
+        loss_D = loss_w
+        gp = torch.zeros((), device=dev)
+        if t.gp_weight > 0 and step % t.gp_every == 0:
+            gp = gradient_penalty(self._critic, x, fake, c)
+            loss_D = loss_D + t.gp_weight * t.gp_every * gp  # lazy GP scales by its interval
+        l_info = info_loss(q_fake, c_info)
+        if t.info_weight > 0:
+            loss_D = loss_D + t.info_weight * l_info
+        if t.mismatch_weight > 0:  # real image with a wrong label counted as fake (Reed et al.)
+            nc = cfg.num_classes
+            wrong = (c + torch.randint(1, nc, c.shape, device=dev)) % nc
+            with self.autocast():
+                mm_score, _ = self.D(x, wrong)
+            loss_D = loss_D + t.mismatch_weight * mm_score.float().mean()
+        self.opt_D.zero_grad(set_to_none=True)
+        self.opt_Q.zero_grad(set_to_none=True)
+        loss_D.backward()
+        self.opt_D.step()
+        self.opt_Q.step()
+        return {"loss_D": loss_D.detach(), "loss_w": loss_w.detach(), "gp": gp.detach()}
+
+    def generator_step(self, c: torch.Tensor) -> dict[str, torch.Tensor]:
+        """-D(G(z, c, c_info), c) + info loss, one optimiser step of G with D frozen."""
+        cfg, t, dev = self.cfg.model, self.cfg.train, self.device
+        B = c.shape[0]
+        self.D.requires_grad_(False)  # no parameter gradients of D are needed here
+        z = torch.randn(B, cfg.z_dim, device=dev)
+        c_info = torch.rand(B, cfg.info_dim, device=dev) * 2 - 1
+        with self.autocast():
+            score, q = self.D(self.G(z, c, c_info), c)
+        l_info = info_loss(q, c_info)
+        loss_G = generator_loss(score)
+        total = loss_G + t.info_weight * l_info if t.info_weight > 0 else loss_G
+        self.opt_G.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_G.step()
+        self.D.requires_grad_(True)
+        if self.G_ema is not None:
+            self.update_ema(t.ema_beta)
+        return {"loss_G": loss_G.detach(), "info": l_info.detach()}
 
 
 def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
@@ -149,7 +210,7 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
     total_steps = max(1, math.ceil(t.epochs * batches.steps_per_epoch))
 
     torch.manual_seed(t.seed)  # weights init; the RNG is restored from the state on resume
-    m = _Models(cfg, device)
+    m = Trainer(cfg, device)
     step = 0
     if state is not None:
         m.load(state)
@@ -163,8 +224,8 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
                                   "train_images": len(train_data), "device": str(device)},
                                  indent=2, sort_keys=True))
 
-    autocast = autocast_for(cfg, device)
     fixed = _fixed_latents(cfg)
+    zero = torch.zeros((), device=device)
     last_ckpt = (str(ckpt_dir / latest["generator"]) if latest else None)
     metrics_f = open(run_dir / "metrics.jsonl", "a", buffering=1)
     sums: dict[str, float] = {}
@@ -174,11 +235,6 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
     t_log, step_log = time.perf_counter(), step
     img_per_s = 0.0
     B = t.batch_size
-    nc = cfg.model.num_classes
-
-    def critic(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        with autocast():
-            return m.D(x, c)[0]
 
     def checkpoint(at: int) -> str:
         name = f"step-{at:09d}"
@@ -209,55 +265,11 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
         while step < total_steps:
             epoch, in_epoch = divmod(step, batches.steps_per_epoch)
             for x, c in batches.epoch(epoch, in_epoch):
-                # --- critic step: WGAN-GP + info loss on D_head and Q (paper sec. 3.5) --------------
-                z = torch.randn(B, cfg.model.z_dim, device=device)
-                c_info = torch.rand(B, cfg.model.info_dim, device=device) * 2 - 1
-                with torch.no_grad(), autocast():
-                    fake = m.G(z, c, c_info)  # fakes for the critic need no graph through G
-                with autocast():
-                    real_score, _ = m.D(x, c)
-                    fake_score, q_fake = m.D(fake, c)
-                loss_w = critic_wgan_loss(real_score, fake_score)
-                loss_D = loss_w
-                gp = torch.zeros((), device=device)
-                if t.gp_weight > 0 and step % t.gp_every == 0:
-                    gp = gradient_penalty(critic, x, fake, c)
-                    loss_D = loss_D + t.gp_weight * t.gp_every * gp  # lazy GP scales by its interval
-                l_info_d = info_loss(q_fake, c_info)
-                if t.info_weight > 0:
-                    loss_D = loss_D + t.info_weight * l_info_d
-                if t.mismatch_weight > 0:  # real image with a wrong label counted as fake (Reed et al.)
-                    wrong = (c + torch.randint(1, nc, c.shape, device=device)) % nc
-                    with autocast():
-                        mm_score, _ = m.D(x, wrong)
-                    loss_D = loss_D + t.mismatch_weight * mm_score.float().mean()
-                m.opt_D.zero_grad(set_to_none=True)
-                m.opt_Q.zero_grad(set_to_none=True)
-                loss_D.backward()
-                m.opt_D.step()
-                m.opt_Q.step()
-
-                # --- generator step: -D(G(z, c, c_info), c) + info loss, D frozen ------------------
-                loss_G = l_info_g = torch.zeros((), device=device)
-                if step % t.n_critic == 0:
-                    m.D.requires_grad_(False)
-                    z = torch.randn(B, cfg.model.z_dim, device=device)
-                    c_info = torch.rand(B, cfg.model.info_dim, device=device) * 2 - 1
-                    with autocast():
-                        score, q = m.D(m.G(z, c, c_info), c)
-                    l_info_g = info_loss(q, c_info)
-                    loss_G = generator_loss(score)
-                    total_G = loss_G + t.info_weight * l_info_g if t.info_weight > 0 else loss_G
-                    m.opt_G.zero_grad(set_to_none=True)
-                    total_G.backward()
-                    m.opt_G.step()
-                    m.D.requires_grad_(True)
-                    if m.G_ema is not None:
-                        m.update_ema(t.ema_beta)
+                d = m.critic_step(x, c, step)
+                g = m.generator_step(c) if step % t.n_critic == 0 else {"loss_G": zero, "info": zero}
                 step += 1
 
-                vals = torch.stack([loss_D.detach(), loss_G.detach(), gp.detach(), l_info_g.detach(),
-                                    -loss_w.detach()]).float().cpu()
+                vals = torch.stack([d["loss_D"], g["loss_G"], d["gp"], g["info"], -d["loss_w"]]).float().cpu()
                 vmax = float(vals.abs().max()) if torch.isfinite(vals).all() else math.inf
                 if vmax > t.divergence_threshold:
                     bad += 1

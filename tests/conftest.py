@@ -62,7 +62,7 @@ def manifest_zip(tmp_path_factory) -> Path:
                 data = jpeg_bytes(shoe_like(k, i))
                 zf.writestr(member, data)
                 rows.append(f"{member},{name},34,26,{len(data)},,")
-        dup = f"Shoe vs Sandal vs Boot Dataset/Boot/Boot (99).jpg"
+        dup = "Shoe vs Sandal vs Boot Dataset/Boot/Boot (99).jpg"
         zf.writestr(dup, jpeg_bytes(shoe_like(0, 0)))
         rows.append(f"{dup},Boot,34,26,0,,Shoe vs Sandal vs Boot Dataset/Boot/Boot (0).jpg")
         zf.writestr("manifest.csv", "\n".join(rows) + "\n")

@@ -20,7 +20,7 @@ from PIL import Image
 from model.data import to_uint8
 from model.sampling import latent, slerp
 
-from ..deps import GenerationDep, ModelDep, SettingsDep, model_for
+from ..deps import GenerationDep, SettingsDep, model_for
 from ..generation import png_bytes
 from ..registry import LoadedModel
 from ..schemas import GenerateRequest, GenerateResponse, GridResponse

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -121,9 +121,10 @@ async def create(body: TrainJobRequest, request: Request, settings: SettingsDep,
     try:
         await run_in_threadpool(request.app.state.jobs.send, job["id"])
     except BrokerUnavailable as e:
-        update_job(settings.home, job["id"], lambda j: j.update(status="failed", error=f"could not be queued: {e}",
+        reason = str(e)
+        update_job(settings.home, job["id"], lambda j: j.update(status="failed", error=f"could not be queued: {reason}",
                                                                   finished_at=time.time()))
-        raise HTTPException(503, f"{e}; the job was not queued, try again when it is back",
+        raise HTTPException(503, f"{reason}; the job was not queued, try again when it is back",
                             headers={"Retry-After": "5"}) from None
     return {"id": job["id"], "status": "queued", "url": str(request.url_for("show_job", job_id=job["id"]).path)}
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image
 
-from model.store import publish, read_current
+from model.store import publish
 
 from .conftest import wait_for
 

@@ -3,7 +3,7 @@ import json
 import pytest
 from PIL import Image
 
-from hybridgan.cli import build_parser, main
+from hybridgan.cli import main
 
 
 def test_every_command_has_help(capsys):

@@ -1,6 +1,5 @@
 import hashlib
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

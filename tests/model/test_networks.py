@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from model.config import BASES, MODIFIERS, get_preset
+from model.config import MODIFIERS, get_preset
 from model.layers import MinibatchStd, SelfAttention
 from model.networks import Discriminator, Generator
 

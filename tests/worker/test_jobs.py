@@ -17,7 +17,7 @@ def test_a_job_trains_succeeds_and_its_checkpoint_is_hot_loaded(api, workers):
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
     assert r.json()["url"] == f"/train-jobs/{job_id}"
-    seen = wait_job(api, job_id, lambda j: j["status"] in ("running", "succeeded"))
+    wait_job(api, job_id, lambda j: j["status"] in ("running", "succeeded"))
     job = wait_job(api, job_id, lambda j: j["status"] in ("succeeded", "failed"))
     assert job["status"] == "succeeded", job["error"]
     assert job["progress"]["step"] == job["progress"]["total_steps"] and job["progress"]["img_per_s"] > 0
