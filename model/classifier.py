@@ -67,7 +67,7 @@ def _to_input(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-def train_classifier(data: ShoeData, epochs: int = 4, batch_size: int = 64, seed: int = 0,
+def train_classifier(data: ShoeData, epochs: int = 3, batch_size: int = 64, seed: int = 0,
                      log=print) -> tuple[ShoeClassifier, dict]:
     """Train on the training split, report accuracy on the held-out split."""
     torch.manual_seed(seed)
