@@ -33,10 +33,10 @@ def redis_up() -> bool:
 
 
 class Worker:
-    def __init__(self, home: Path, broker: str, queue: str, log: Path):
+    def __init__(self, home: Path, broker: str, queue: str, log: Path, **env_extra: str):
         self.log = log
         env = {**os.environ, "HYBRIDGAN_HOME": str(home), "HYBRIDGAN_BROKER_URL": broker,
-               "HYBRIDGAN_QUEUE": queue, "HYBRIDGAN_PROGRESS_EVERY_S": "0.1", "PYTHONUNBUFFERED": "1"}
+               "HYBRIDGAN_QUEUE": queue, "HYBRIDGAN_PROGRESS_EVERY_S": "0.1", "PYTHONUNBUFFERED": "1", **env_extra}
         self.proc = subprocess.Popen([sys.executable, "-m", "hybridgan.cli", "worker", "--loglevel", "info"],
                                      cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -95,8 +95,8 @@ def broker(request) -> str:
 def workers(job_home, broker, queue, tmp_path):
     started: list[Worker] = []
 
-    def start() -> Worker:
-        w = Worker(job_home, broker, queue, tmp_path / f"worker-{len(started)}.log")
+    def start(**env_extra: str) -> Worker:
+        w = Worker(job_home, broker, queue, tmp_path / f"worker-{len(started)}.log", **env_extra)
         started.append(w)
         return w
 

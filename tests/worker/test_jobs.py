@@ -126,3 +126,15 @@ def test_the_job_record_survives_an_api_restart(job_home, broker, queue, workers
         assert seen["status"] in ("running", "succeeded") and seen["progress"]["step"] >= 2
         job = wait_job(second, job_id, lambda j: j["status"] == "succeeded")
         assert job["progress"]["step"] == job["progress"]["total_steps"]
+
+
+@redis_only
+def test_a_full_disk_during_a_checkpoint_fails_the_job_and_keeps_the_previous_checkpoint(api, workers, job_home):
+    # checkpoint writes: step 10's generator, step 10's state, then step 20's generator hits ENOSPC
+    workers(HYBRIDGAN_FAILPOINTS="checkpoint=enospc@3")
+    job_id = api.post("/train-jobs", json={**TINY, "epochs": 4, "publish": True}).json()["id"]
+    job = wait_job(api, job_id, lambda j: j["status"] in ("failed", "succeeded"))
+    assert job["status"] == "failed" and "No space left on device" in job["error"]
+    assert job["checkpoints"] == ["step-000000010"] and job["published"] is None
+    from model import load_generator
+    assert load_generator(job_home / "runs" / job_id / "checkpoints" / "step-000000010.safetensors")[1].step == 10
