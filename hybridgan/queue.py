@@ -50,6 +50,8 @@ def celery_config(home: str | os.PathLike, url: str | None = None) -> dict[str, 
         conf["broker_transport_options"] = {"data_folder_in": str(folder / "queue"),
                                             "data_folder_out": str(folder / "queue"),
                                             "processed_folder": str(folder / "processed"),
+                                            # exchange tables; kombu's default is ./control in the cwd
+                                            "control_folder": str(folder / "control"),
                                             "store_processed": False}
     else:
         conf["broker_transport_options"] = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
@@ -62,5 +64,5 @@ def celery_config(home: str | os.PathLike, url: str | None = None) -> dict[str, 
 def ensure_broker_dirs(home: str | os.PathLike, url: str | None = None) -> None:
     """The filesystem broker's folders must exist before either side connects."""
     if (url or broker_url()).startswith("filesystem://"):
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (Path(home) / "broker" / sub).mkdir(parents=True, exist_ok=True)
