@@ -12,9 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,10 +29,7 @@ from model.networks import Generator  # noqa: E402
 from model.sampling import cinfo_grid, generate  # noqa: E402
 from model.store import publish  # noqa: E402
 
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+from common import pct, start_server  # noqa: E402
 
 
 def timeit(fn, repeats: int) -> list[float]:
@@ -46,29 +40,6 @@ def timeit(fn, repeats: int) -> list[float]:
         fn()
         out.append(time.perf_counter() - t0)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(home: Path, batching: bool) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "HYBRIDGAN_HOME": str(home), "HYBRIDGAN_BATCHING": str(batching).lower(),
-           "HYBRIDGAN_MAX_QUEUE_IMAGES": "100000"}
-    proc = subprocess.Popen([sys.executable, "-m", "hybridgan.cli", "serve", "--port", str(port),
-                             "--log-level", "warning"], cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 async def concurrent_load(url: str, clients: int, per_client: int) -> dict:
@@ -115,7 +86,8 @@ def main() -> None:
                               version="bench")
         publish(home, ckpt)
         for batching in (True, False):
-            proc, url = start_server(home, batching)
+            proc, url = start_server(home, HYBRIDGAN_BATCHING=str(batching).lower(),
+                                     HYBRIDGAN_MAX_QUEUE_IMAGES=100000)
             try:
                 key = "batched" if batching else "unbatched"
                 if batching:

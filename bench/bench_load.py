@@ -14,10 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,10 +32,7 @@ from model.config import get_preset  # noqa: E402
 from model.networks import Generator  # noqa: E402
 from model.store import publish  # noqa: E402
 
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else None
+from common import pct, start_server  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -46,30 +40,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(home: Path, **env_extra) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "HYBRIDGAN_HOME": str(home), "HYBRIDGAN_POLL_SECONDS": "0.5",
-           **{k: str(v) for k, v in env_extra.items()}}
-    proc = subprocess.Popen([sys.executable, "-m", "hybridgan.cli", "serve", "--port", str(port), "--no-worker",
-                             "--log-level", "warning"], cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 async def drive(url: str, clients: int, total: int, max_seconds: float, on_half=None) -> dict:
@@ -139,7 +109,7 @@ def main() -> None:
             ckpts.append(save_generator(Generator(cfg), home / f"load-v{seed}.safetensors",
                                         class_names=["Boot", "Sandal", "Shoe"], step=seed, version=f"load-v{seed}"))
         publish(home, ckpts[0])
-        proc, url = start(home)
+        proc, url = start_server(home, HYBRIDGAN_POLL_SECONDS=0.5)
         try:
             before = rss_mb(proc.pid)
             res["steady"] = asyncio.run(drive(url, args.clients, args.requests, args.max_seconds,
@@ -148,7 +118,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-        proc, url = start(home, HYBRIDGAN_MAX_QUEUE_IMAGES=8)
+        proc, url = start_server(home, HYBRIDGAN_POLL_SECONDS=0.5, HYBRIDGAN_MAX_QUEUE_IMAGES=8)
         try:
             res["overload"] = asyncio.run(drive(url, args.clients, args.requests // 2, args.max_seconds))
         finally:

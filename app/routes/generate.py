@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
 from model.data import to_uint8
-from model.sampling import latent, slerp
+from model.sampling import image_grid, latent, slerp
 
 from ..deps import GenerationDep, SettingsDep, model_for
 from ..generation import png_bytes
@@ -98,15 +98,8 @@ def not_modified(request: Request, headers: dict[str, str]) -> Response | None:
     return None
 
 
-def grid_png(images: torch.Tensor, ncol: int, pad: int = 2) -> bytes:
-    arr = to_uint8(images)
-    B, R = arr.shape[0], arr.shape[1]
-    nrow = math.ceil(B / ncol)
-    out = np.full((nrow * (R + pad) + pad, ncol * (R + pad) + pad, 3), 255, dtype=np.uint8)
-    for i in range(B):
-        r, c = divmod(i, ncol)
-        out[pad + r * (R + pad):pad + r * (R + pad) + R, pad + c * (R + pad):pad + c * (R + pad) + R] = arr[i]
-    return png_bytes(out)
+def grid_png(images: torch.Tensor, ncol: int) -> bytes:
+    return png_bytes(np.asarray(image_grid(images, ncol=ncol)))
 
 
 @router.post("/generate", response_model=GenerateResponse,

@@ -1,0 +1,43 @@
+"""Helpers the benchmarks share: percentiles, a free loopback port, a `hybridgan serve` subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pct(xs: list[float], p: float) -> float | None:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path, **env_extra) -> tuple[subprocess.Popen, str]:
+    """`hybridgan serve` (no embedded worker) on a free loopback port, once it is ready."""
+    port = free_port()
+    env = {**os.environ, "HYBRIDGAN_HOME": str(home), **{k: str(v) for k, v in env_extra.items()}}
+    proc = subprocess.Popen([sys.executable, "-m", "hybridgan.cli", "serve", "--port", str(port), "--no-worker",
+                             "--log-level", "warning"], cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
