@@ -16,7 +16,9 @@ from pathlib import Path
 
 
 def hybridgan_home() -> Path:
-    return Path(os.environ.get("HYBRIDGAN_HOME") or Path.home() / ".hybridgan").expanduser()
+    from model.store import default_home
+
+    return default_home()
 
 
 def _parse_floats(text: str | None) -> list[float] | None:

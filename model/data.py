@@ -239,8 +239,9 @@ class ShoeData:
 
 
 def default_cache_dir() -> Path:
-    home = os.environ.get("HYBRIDGAN_HOME") or str(Path.home() / ".hybridgan")
-    return Path(home) / "cache"
+    from .store import default_home  # store imports checkpoint -> networks; kept out of import time
+
+    return default_home() / "cache"
 
 
 def _cache_key(cfg: DataConfig, resolution: int) -> str:

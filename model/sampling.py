@@ -74,12 +74,10 @@ def forward(G: Generator, z: torch.Tensor, c: torch.Tensor, c_info: torch.Tensor
     return torch.cat(outs)[:B]
 
 
-def generate(G: Generator, c: int | Sequence[float], c_info: Sequence[float] | None = None,
-             seed: int = 0, n: int = 1) -> torch.Tensor:
-    """n images of class c (index or blend weights): (n, 3, R, R) in [-1, 1].
-
-    c_info: one value per info dimension for every image, or None to draw it from each image's seed.
-    """
+def request_rows(G: Generator, c: int | Sequence[float], c_info: Sequence[float] | None, seed: int,
+                 n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The generator inputs (z, class vector, c_info) of images seed..seed+n-1: the reproducibility
+    rule every caller (CLI, API, worker) shares. c_info None draws it from each image's seed."""
     cfg = G.cfg
     zs, infos = zip(*(latent(seed + i, cfg.z_dim, cfg.info_dim) for i in range(n)))
     if c_info is not None:
@@ -87,8 +85,16 @@ def generate(G: Generator, c: int | Sequence[float], c_info: Sequence[float] | N
         if ci.shape != (cfg.info_dim,):
             raise ValueError(f"c_info needs {cfg.info_dim} values, got {tuple(ci.shape)}")
         infos = [ci] * n
-    cv = class_vector(G, c)
-    return forward(G, torch.stack(zs), cv.expand(n, -1), torch.stack(infos))
+    return torch.stack(zs), class_vector(G, c).expand(n, -1), torch.stack(infos)
+
+
+def generate(G: Generator, c: int | Sequence[float], c_info: Sequence[float] | None = None,
+             seed: int = 0, n: int = 1) -> torch.Tensor:
+    """n images of class c (index or blend weights): (n, 3, R, R) in [-1, 1].
+
+    c_info: one value per info dimension for every image, or None to draw it from each image's seed.
+    """
+    return forward(G, *request_rows(G, c, c_info, seed, n))
 
 
 def cinfo_grid(G: Generator, c: int, seed: int = 0, steps: int = 7, dims: tuple[int, int] = (0, 1),

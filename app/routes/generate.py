@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
 from model.data import to_uint8
-from model.sampling import image_grid, latent, slerp
+from model.sampling import image_grid, latent, request_rows, slerp
 
 from ..deps import GenerationDep, SettingsDep, model_for
 from ..generation import png_bytes
@@ -65,16 +65,8 @@ def parse_floats(text: str | None, name: str) -> list[float] | None:
 
 
 def rows_for(lm: LoadedModel, c: int, c_info: list[float] | None, seed: int, n: int):
-    """Latent rows of images seed..seed+n-1 (model.sampling's rule) and each image's c_info."""
-    cfg = lm.info.model
-    zs, infos = [], []
-    for i in range(n):
-        z, ci = latent(seed + i, cfg.z_dim, cfg.info_dim)
-        zs.append(z)
-        infos.append(ci if c_info is None else torch.tensor(c_info, dtype=torch.float32))
-    cvec = torch.zeros(cfg.num_classes)
-    cvec[c] = 1.0
-    return torch.stack(zs), cvec.expand(n, -1), torch.stack(infos)
+    """Generator inputs of images seed..seed+n-1, by model.sampling's one rule."""
+    return request_rows(lm.G, c, c_info, seed, n)
 
 
 def image_url(request: Request, version: str, cls: str, c_info: list[float], seed: int) -> str:
