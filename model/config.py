@@ -46,6 +46,9 @@ class ModelConfig:
     d_attn_resolutions: tuple[int, ...] = (16, 8)  # two SA layers in D (paper sec. 3.3; Zhang et al. 2019)
     d_class_embed_dim: int = 64  # E_D: two Linear layers (Fig. 1.4), tiled to HxW (Reed et al. 2016)
     d_cond_resolution: int = 4  # the map E_D(c) is concatenated to (Reed et al. 2016 use 4x4)
+    # Beyond the paper: add a projection term <embed(c), features> to the critic score (Miyato &
+    # Koyama 2018), beside the paper's concatenation. It lets D judge "is this a sandal" directly.
+    d_projection: bool = False
     minibatch_std: bool = True  # PGGAN minibatch stddev on the input images (sec. 3.4; Karras et al. 2018)
     mbstd_group_size: int = 4  # PGGAN's group size
     spectral_norm: str = "none"  # "none" | "D" | "GD": the failed try of sec. 4.3
@@ -243,6 +246,8 @@ MODIFIERS: dict[str, dict[str, dict[str, Any]]] = {
     "plain": {"model": dict(d_attn_resolutions=(), minibatch_std=False), "train": dict(info_weight=0.0)},
     "lazy-gp": {"train": dict(gp_every=4)},  # beyond the paper: StyleGAN2's lazy regularisation
     "ema": {"train": dict(ema_beta=0.999)},  # beyond the paper: EMA of G's weights
+    "proj": {"model": dict(d_projection=True)},  # beyond the paper: projection discriminator term
+    "cond8": {"model": dict(d_cond_resolution=8)},  # the class joins D one block earlier (8x8 map)
 }
 ALIASES = {"model1": "paper", "model2": "paper+sa-g"}
 

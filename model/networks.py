@@ -124,6 +124,13 @@ class Discriminator(nn.Module):
         self.feat_dim = cin * 16
         self.score = wrap(nn.Linear(self.feat_dim, 1))  # critic head (no activation: WGAN)
         self.q = nn.Linear(self.feat_dim, cfg.info_dim)  # Q head regresses c_info (Chen et al. 2016)
+        # Projection term (beyond the paper): score += <V one_hot(c), h>, one row of V per class.
+        # Initialised at the critic head's scale, so that the term does not swamp the score at the start.
+        self.proj = None
+        if cfg.d_projection:
+            proj = nn.Linear(cfg.num_classes, self.feat_dim, bias=False)
+            nn.init.uniform_(proj.weight, -self.feat_dim ** -0.5, self.feat_dim ** -0.5)
+            self.proj = wrap(proj)
 
     def head_parameters(self):
         """D's parameters except Q, which has its own optimiser and lr_Q (sec. 4.2)."""
@@ -145,4 +152,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x, c)
-        return self.score(h).squeeze(1), self.q(h)
+        score = self.score(h).squeeze(1)
+        if self.proj is not None:
+            score = score + (self.proj(one_hot(c, self.cfg.num_classes).to(h.dtype)) * h).sum(1)
+        return score, self.q(h)

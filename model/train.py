@@ -79,12 +79,14 @@ class Trainer:
         self.opt_D = torch.optim.Adam(self.D.head_parameters(), lr=t.lr_d, betas=t.betas)
         self.opt_Q = torch.optim.Adam(self.D.q.parameters(), lr=t.lr_q, betas=t.betas)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if t.ema_beta > 0 else None
+        self.ema_updates = 0  # G steps averaged so far: the EMA's warm-up (see update_ema)
 
     def state(self) -> dict[str, Any]:
         s = {"G": self.G.state_dict(), "D": self.D.state_dict(), "opt_G": self.opt_G.state_dict(),
              "opt_D": self.opt_D.state_dict(), "opt_Q": self.opt_Q.state_dict()}
         if self.G_ema is not None:
             s["G_ema"] = self.G_ema.state_dict()
+            s["ema_updates"] = self.ema_updates
         return s
 
     def load(self, s: dict[str, Any]) -> None:
@@ -95,9 +97,14 @@ class Trainer:
         self.opt_Q.load_state_dict(s["opt_Q"])
         if self.G_ema is not None:
             self.G_ema.load_state_dict(s.get("G_ema", s["G"]))
+            self.ema_updates = int(s.get("ema_updates", 0))
 
     @torch.no_grad()
     def update_ema(self, beta: float) -> None:
+        # Warm-up as TensorFlow's ExponentialMovingAverage(num_updates): beta_n = min(beta, (1+n)/(10+n)),
+        # so that a short run's average is not dominated by the random initial weights.
+        beta = min(beta, (1 + self.ema_updates) / (10 + self.ema_updates))
+        self.ema_updates += 1
         for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
             pe.lerp_(p, 1 - beta)
         for be, b in zip(self.G_ema.buffers(), self.G.buffers()):

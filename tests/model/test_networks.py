@@ -112,3 +112,20 @@ def test_the_critic_judges_image_and_class_together():
         b = D(x, torch.ones(4, dtype=torch.long))[0]
         gap = a - b
         assert gap.std() > 1e-4 * gap.abs().mean() + 1e-7, name
+
+
+def test_projection_term_scores_class_against_the_image_features():
+    # score(x, c) = head(h) + <V[c], h>: with V zeroed the class-free part is left; with V set, the
+    # score of class k moves by exactly <V[k], h>, i.e. differently for each image.
+    torch.manual_seed(0)
+    cfg = get_preset("tiny+proj").model
+    D = Discriminator(cfg).eval()
+    x = torch.rand(4, 3, cfg.resolution, cfg.resolution) * 2 - 1
+    c = torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        h = D.features(x, c)
+        base = D.score(h).squeeze(1)
+        torch.testing.assert_close(D(x, c)[0], base + (D.proj.weight.t()[c] * h).sum(1))
+        D.proj.weight.zero_()
+        torch.testing.assert_close(D(x, c)[0], base)
+    assert get_preset("tiny").model.d_projection is False  # the paper's model has no such term

@@ -39,22 +39,43 @@ def test_a_few_steps_train_without_nan_and_write_the_run_directory(tiny_data, tm
     assert all(torch.isfinite(p).all() for p in G.parameters())
 
 
-def test_stop_then_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
-    full = train(tiny_cfg(), tmp_path / "full", data=tiny_data)
-    stopped = train(tiny_cfg(), tmp_path / "split", data=tiny_data,
+@pytest.mark.parametrize("extra", [[], ["train.ema_beta=0.99"]], ids=["plain", "ema"])
+def test_stop_then_resume_equals_an_uninterrupted_run(tiny_data, tmp_path, extra):
+    full = train(tiny_cfg(*extra), tmp_path / "full", data=tiny_data)
+    stopped = train(tiny_cfg(*extra), tmp_path / "split", data=tiny_data,
                     should_stop=lambda: True)  # stop after the first step
     assert stopped.status == "stopped" and stopped.step == 1
     assert read_latest(tmp_path / "split" / "checkpoints")["step"] == 1
-    resumed = train(tiny_cfg(), tmp_path / "split", data=tiny_data)
+    resumed = train(tiny_cfg(*extra), tmp_path / "split", data=tiny_data)
     assert resumed.status == "completed" and resumed.step == full.step
     a = load_state(tmp_path / "full" / "checkpoints" / f"step-{full.step:09d}.state.pt")
     b = load_state(tmp_path / "split" / "checkpoints" / f"step-{full.step:09d}.state.pt")
-    for part in ("G", "D"):
+    assert a.get("ema_updates") == b.get("ema_updates")
+    for part in ("G", "D") + (("G_ema",) if extra else ()):
         for k in a[part]:
             torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=1e-6, msg=f"{part}.{k}")
     for part in ("opt_G", "opt_D", "opt_Q"):
         for i, s in a[part]["state"].items():
             torch.testing.assert_close(s["exp_avg"], b[part]["state"][i]["exp_avg"], rtol=0, atol=1e-6)
+
+
+def test_ema_warms_up_instead_of_averaging_in_the_initial_weights():
+    from model.train import Trainer
+    cfg = apply_overrides(get_preset("tiny+ema"), [])
+    m = Trainer(cfg, torch.device("cpu"))
+    init = [p.clone() for p in m.G_ema.parameters()]
+    with torch.no_grad():
+        for p in m.G.parameters():
+            p.add_(1.0)  # as if G had trained away from its initial weights
+    m.update_ema(0.999)  # first update: beta_0 = min(0.999, 1/10) = 0.1
+    for pe, p0, p in zip(m.G_ema.parameters(), init, m.G.parameters()):
+        torch.testing.assert_close(pe, 0.1 * p0 + 0.9 * p)
+    for _ in range(10_000):
+        m.ema_updates += 1
+    before = [p.clone() for p in m.G_ema.parameters()]
+    m.update_ema(0.999)  # late in a run the configured beta applies
+    for pe, b, p in zip(m.G_ema.parameters(), before, m.G.parameters()):
+        torch.testing.assert_close(pe, 0.999 * b + 0.001 * p)
 
 
 def test_resume_takes_the_architecture_from_the_checkpoint(tiny_data, tmp_path):
