@@ -8,6 +8,7 @@ COPY app app
 COPY worker worker
 COPY hybridgan hybridgan
 COPY templates templates
+COPY shipped shipped
 RUN pip install --no-cache-dir -e . && useradd -m hybridgan && mkdir -p /data && chown hybridgan /data
 USER hybridgan
 ENV HYBRIDGAN_HOME=/data PYTHONUNBUFFERED=1

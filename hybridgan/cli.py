@@ -87,6 +87,8 @@ def cmd_train(args) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     if args.device:
         overrides.append(f"train.device={args.device}")
+    if args.nproc:
+        overrides.append(f"train.nproc={args.nproc}")
     cfg = apply_overrides(cfg, overrides)
     if not cfg.data.path:
         raise SystemExit("error: give the dataset with --data PATH (a .zip or a folder of class folders)")
@@ -157,7 +159,8 @@ def cmd_evaluate(args) -> int:
 
     report, out = evaluate_checkpoint(args.checkpoint, args.data, home=args.home or hybridgan_home(),
                                       layout=args.layout, out=args.out, seed=args.seed,
-                                      log=lambda m: print(m, file=sys.stderr))
+                                      log=lambda m: print(m, file=sys.stderr),
+                                      inception_weights=args.inception_weights)
     print(json.dumps(report, indent=2))
     print(f"report written to {out}", file=sys.stderr)
     print(summary_line(report), file=sys.stderr)
@@ -184,6 +187,13 @@ def cmd_serve(args) -> int:
         from model.store import publish
 
         print(f"published {publish(settings.home, args.checkpoint)['version']}", file=sys.stderr)
+    elif not args.no_default_model:
+        from model.store import ensure_default_model
+
+        shipped = ensure_default_model(settings.home)
+        if shipped:
+            print(f"nothing was published in {settings.home}: published the shipped model {shipped['version']}",
+                  file=sys.stderr)
     embedded = settings.embedded_worker
     if embedded is None:
         embedded = settings.broker_url.startswith("filesystem://")
@@ -245,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run-dir", help="default: $HYBRIDGAN_HOME/runs/run-<time>")
     s.add_argument("--epochs", type=float)
     s.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    s.add_argument("--nproc", type=int, help="data-parallel processes (torchrun; one per GPU, gloo on CPU); "
+                   "train.batch_size stays the global batch")
     s.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                    help="override a config field, e.g. --set train.lr_g=1e-4 (repeatable)")
     s.add_argument("--resume-from", help="a .state.pt of another run to continue from")
@@ -281,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--home", help="where classifiers are kept (default: $HYBRIDGAN_HOME)")
+    s.add_argument("--inception-weights", default=os.environ.get("HYBRIDGAN_INCEPTION_WEIGHTS"),
+                   help="a local Inception-v3 FID weights file (torch-fidelity's pt_inception-2015-12-05 .pth): "
+                        "also report standard FID (needs torch-fidelity and a matching torchvision)")
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("publish", help="publish a checkpoint as the served model",
@@ -297,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--checkpoint", help="publish this generator checkpoint before starting")
+    s.add_argument("--no-default-model", action="store_true",
+                   help="do not publish the shipped model into a store that has none")
     s.add_argument("--log-level", default="info")
     s.add_argument("--no-worker", action="store_true", help="do not start the embedded training worker")
     s.set_defaults(fn=cmd_serve)

@@ -106,6 +106,9 @@ class TrainConfig:
     amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU) | "bf16" | "off"
     channels_last: bool = True  # NHWC kernels: ~10x faster nearest upsampling on CPU
     num_threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
+    # Data-parallel processes in one job (torchrun; one per GPU, or gloo on CPU). batch_size stays
+    # the global batch: N processes take exactly the step one process takes (model/distributed.py).
+    nproc: int = 1
     log_every: int = 20  # steps between metrics.jsonl lines
     sample_every: int = 500  # steps between sample grids (and at the end)
     ckpt_every: int = 1000  # steps between checkpoints (and at the end or a stop)
@@ -142,6 +145,9 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1")
         if not 0 <= self.ema_beta < 1:
             raise ConfigError("train.ema_beta must be in [0, 1)")
+        if self.nproc < 1 or self.batch_size % self.nproc:
+            raise ConfigError(f"train.nproc must be >= 1 and divide train.batch_size ({self.batch_size}), "
+                              f"got {self.nproc}")
         _choice("train.amp", self.amp, ("auto", "bf16", "off"))
 
 

@@ -332,7 +332,7 @@ class Batches:
     """
 
     def __init__(self, data: ShoeData, batch_size: int, seed: int, hflip: bool, device: torch.device,
-                 channels_last: bool = True):
+                 channels_last: bool = True, shard=None):
         if len(data) < batch_size:
             raise DataError(f"the training split has {len(data)} images, fewer than one batch of "
                             f"{batch_size}")
@@ -341,6 +341,7 @@ class Batches:
         self.batch_size, self.seed, self.hflip = batch_size, seed, hflip
         self.device, self.channels_last = device, channels_last
         self.steps_per_epoch = len(data) // batch_size
+        self.shard = shard  # data-parallel: this rank keeps rows rank::world of each global batch
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -348,6 +349,8 @@ class Batches:
         flips = torch.rand(len(self.labels), generator=g) < 0.5
         for s in range(start_step, self.steps_per_epoch):
             idx = perm[s * self.batch_size:(s + 1) * self.batch_size]
+            if self.shard is not None:
+                idx = self.shard.take(idx)
             x = self.images[idx]  # (B, R, R, 3) uint8
             if self.hflip:
                 f = flips[idx]

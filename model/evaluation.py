@@ -230,8 +230,40 @@ def q_r2(G: Generator, D: Discriminator, n: int = 512, seed: int = 0) -> list[fl
     return (1 - sse / sst).tolist()
 
 
+def standard_fid(fake: np.ndarray, real: np.ndarray, weights: str | Path, device: str = "cpu") -> float:
+    """Standard FID (Inception-v3 pool3 features with the TF 2015-12-05 weights that published FIDs use)
+    of two uint8 (N, R, R, 3) sets, computed by torch-fidelity from a weights file on disk.
+
+    Optional: torch-fidelity imports torchvision, which needs a build matching the installed torch
+    (PyPI's torchvision does not import beside the CPU build these machines use)."""
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(f"no Inception weights file at {path} (torch-fidelity's pt_inception-2015-12-05 .pth)")
+    try:
+        import torch_fidelity
+    except Exception as e:  # missing, or torchvision not importable beside this torch
+        raise RuntimeError("standard FID needs torch-fidelity and a torchvision built for this torch "
+                           f"(pip install torch-fidelity torchvision==<the release matching torch>): {e}") from None
+
+    class Uint8Images(torch.utils.data.Dataset):  # torch-fidelity wants uint8 (3, H, W) samples
+        def __init__(self, images: np.ndarray):
+            self.images = images
+
+        def __len__(self) -> int:
+            return len(self.images)
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1)
+
+    metrics = torch_fidelity.calculate_metrics(
+        input1=Uint8Images(fake), input2=Uint8Images(real), fid=True, feature_extractor_weights_path=str(path),
+        cuda=device.startswith("cuda"), cache=False, verbose=False)
+    return float(metrics["frechet_inception_distance"])
+
+
 def evaluate(G: Generator, data: ShoeData, home: str | Path, *, D: Discriminator | None = None,
-             extra_generators: dict[str, Generator] | None = None, seed: int = 0, log=print) -> dict[str, Any]:
+             extra_generators: dict[str, Generator] | None = None, seed: int = 0, log=print,
+             inception_weights: str | Path | None = None) -> dict[str, Any]:
     """The full report for one generator (and optionally others, e.g. the raw G beside its EMA)."""
     t0 = time.perf_counter()
     if data.images.shape[1] != G.cfg.resolution:
@@ -250,8 +282,16 @@ def evaluate(G: Generator, data: ShoeData, home: str | Path, *, D: Discriminator
         "classifier": {"path": str(clf_path), **{k: clf_info[k] for k in ("version", "heldout_accuracy")}},
         "heldout_images": len(held)}
     log("evaluating generated images")
-    report["generated"] = _set_metrics("generated", _generate_for(G, held.labels, seed), held.labels, held_f,
-                                       held.labels, train_f, clf, names, heldout_nn)
+    fake = _generate_for(G, held.labels, seed)
+    report["generated"] = _set_metrics("generated", fake, held.labels, held_f, held.labels, train_f, clf, names,
+                                       heldout_nn)
+    if inception_weights:
+        log("standard FID (Inception-v3, torch-fidelity)")
+        report["standard_fid"] = {"fid": standard_fid(fake, held.images, inception_weights),
+                                  "weights": str(inception_weights), "images": len(fake),
+                                  "note": f"at {G.cfg.resolution} px upsampled by Inception, against the "
+                                          f"{len(held)} held-out images: comparable only with FIDs of the same "
+                                          "resolution and sample size"}
     log("evaluating the c_info codes")
     report["c_info"] = cinfo_control(G, clf, names, D=D, seed=seed)
     # the floor: held-out real images against an equally sized, class-matched sample of training images
@@ -278,7 +318,8 @@ def summary_line(r: dict[str, Any]) -> str:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_path: str, home: str | Path, layout: str = "auto",
-                        out: str | Path | None = None, seed: int = 0, log=print) -> tuple[dict[str, Any], Path]:
+                        out: str | Path | None = None, seed: int = 0, log=print,
+                        inception_weights: str | Path | None = None) -> tuple[dict[str, Any], Path]:
     """Evaluate a servable checkpoint; D (for Q's R^2) and the raw G (beside an EMA) come from the
     resume state next to it when there is one. Writes the JSON report beside the checkpoint."""
     import json
@@ -305,7 +346,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data_path: str, home: str | Path
             raw = Generator(cfg)
             raw.load_state_dict(state["G"])
             extra["raw_generator"] = raw.eval()
-    report = evaluate(G, data, home, D=D, extra_generators=extra, seed=seed, log=log)
+    if inception_weights and not Path(inception_weights).is_file():  # fail before minutes of work
+        raise ValueError(f"no Inception weights file at {inception_weights}")
+    report = evaluate(G, data, home, D=D, extra_generators=extra, seed=seed, log=log,
+                      inception_weights=inception_weights)
     report["model"] = {"checkpoint": str(checkpoint), "version": info.version, "step": info.step,
                        "preset": info.extra.get("preset"), "ema": info.extra.get("ema", False)}
     out = Path(out) if out else Path(checkpoint).with_name(Path(checkpoint).name.replace(".safetensors", ".eval.json"))

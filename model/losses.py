@@ -14,13 +14,15 @@ import torch.nn.functional as F
 
 
 def gradient_penalty(critic: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                     real: torch.Tensor, fake: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+                     real: torch.Tensor, fake: torch.Tensor, c: torch.Tensor,
+                     eps: torch.Tensor | None = None) -> torch.Tensor:
     """E[(||grad_x D(x_hat, c)||_2 - 1)^2] on random interpolates x_hat of real and fake samples.
 
     `critic(x, c)` returns one score per sample. The graph is kept (create_graph) so the penalty
     trains D: that second differentiation is why D's attention must be twice-differentiable.
     """
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    if eps is None:  # (B, 1, 1, 1) mixing weights; data-parallel callers pass their share of the batch's
+        eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)  # (B, 3, R, R)
     scores = critic(x_hat, c)
     (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)

@@ -22,6 +22,9 @@ from .checkpoint import CheckpointError, load_generator, read_generator_metadata
 from .fsutil import atomic_write, atomic_write_text
 
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The model the project ships (trained by its own pipeline; see shipped/MODEL_CARD.md). `hybridgan
+# serve` publishes it into a store that has no model yet, so a fresh clone serves real shoes at once.
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "shipped" / "hybridgan-cpu-v1.safetensors"
 
 
 def default_home() -> Path:
@@ -65,6 +68,14 @@ def publish(home: str | os.PathLike, checkpoint: str | os.PathLike, version: str
     record = {"version": version, "file": dest.name, "published_at": time.time(), "source": str(checkpoint)}
     atomic_write_text(models_dir(home) / "current.json", json.dumps(record, indent=2))
     return record
+
+
+def ensure_default_model(home: str | os.PathLike, shipped: Path = SHIPPED_MODEL) -> dict[str, Any] | None:
+    """Publish the shipped model when nothing is published in home yet; the record, or None if
+    something already was (or no shipped model is here). A published model is never replaced."""
+    if read_current(home) is not None or not shipped.exists():
+        return None
+    return publish(home, shipped, version=shipped.stem)
 
 
 def read_current(home: str | os.PathLike) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ import torch
 from .checkpoint import load_state, read_latest, save_generator, save_state, write_latest
 from .config import Config, model_config_from_dict
 from .data import Batches, ShoeData, load_dataset
+from .distributed import (all_mean, any_rank, average_gradients, broadcast_module, convert_batchnorm,
+                          current_shard, init_from_env, launch)
 from .fsutil import atomic_write_text
 from .losses import critic_wgan_loss, generator_loss, gradient_penalty, info_loss
 from .networks import Discriminator, Generator
@@ -73,8 +76,13 @@ class Trainer:
         t = cfg.train
         self.cfg, self.device, self.autocast = cfg, device, autocast_for(cfg, device)
         fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+        self.shard = current_shard()  # this process's share of each global batch (model/distributed.py)
         self.G = Generator(cfg.model).to(device, memory_format=fmt)
         self.D = Discriminator(cfg.model).to(device, memory_format=fmt)
+        if self.shard.active:  # before the optimisers see the parameters
+            for net in (self.G, self.D):
+                convert_batchnorm(net)
+                broadcast_module(net)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=t.betas)
         self.opt_D = torch.optim.Adam(self.D.head_parameters(), lr=t.lr_d, betas=t.betas)
         self.opt_Q = torch.optim.Adam(self.D.q.parameters(), lr=t.lr_q, betas=t.betas)
@@ -120,10 +128,10 @@ class Trainer:
 
     def critic_step(self, x: torch.Tensor, c: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """WGAN-GP + info loss on D_head and Q (paper sec. 3.5), one optimiser step of D and Q."""
-        cfg, t, dev = self.cfg.model, self.cfg.train, self.device
-        B = x.shape[0]
-        z = torch.randn(B, cfg.z_dim, device=dev)
-        c_info = torch.rand(B, cfg.info_dim, device=dev) * 2 - 1
+        cfg, t, dev, take = self.cfg.model, self.cfg.train, self.device, self.shard.take
+        B = x.shape[0] * self.shard.world  # the global batch: every rank draws it all, keeps its share
+        z = take(torch.randn(B, cfg.z_dim, device=dev))
+        c_info = take(torch.rand(B, cfg.info_dim, device=dev) * 2 - 1)
         with torch.no_grad(), self.autocast():
             fake = self.G(z, c, c_info)  # fakes for the critic need no graph through G
         with self.autocast():
@@ -133,20 +141,23 @@ class Trainer:
         loss_D = loss_w
         gp = torch.zeros((), device=dev)
         if t.gp_weight > 0 and step % t.gp_every == 0:
-            gp = gradient_penalty(self._critic, x, fake, c)
+            eps = take(torch.rand(B, 1, 1, 1, device=dev, dtype=x.dtype))
+            gp = gradient_penalty(self._critic, x, fake, c, eps)
             loss_D = loss_D + t.gp_weight * t.gp_every * gp  # lazy GP scales by its interval
         l_info = info_loss(q_fake, c_info)
         if t.info_weight > 0:
             loss_D = loss_D + t.info_weight * l_info
         if t.mismatch_weight > 0:  # real image with a wrong label counted as fake (Reed et al.)
             nc = cfg.num_classes
-            wrong = (c + torch.randint(1, nc, c.shape, device=dev)) % nc
+            wrong = (c + take(torch.randint(1, nc, (B,), device=dev))) % nc
             with self.autocast():
                 mm_score, _ = self.D(x, wrong)
             loss_D = loss_D + t.mismatch_weight * mm_score.float().mean()
         self.opt_D.zero_grad(set_to_none=True)
         self.opt_Q.zero_grad(set_to_none=True)
         loss_D.backward()
+        if self.shard.active:
+            average_gradients(self.D.parameters())
         self.opt_D.step()
         self.opt_Q.step()
         return {"loss_D": loss_D.detach(), "loss_w": loss_w.detach(), "gp": gp.detach()}
@@ -154,10 +165,10 @@ class Trainer:
     def generator_step(self, c: torch.Tensor) -> dict[str, torch.Tensor]:
         """-D(G(z, c, c_info), c) + info loss, one optimiser step of G with D frozen."""
         cfg, t, dev = self.cfg.model, self.cfg.train, self.device
-        B = c.shape[0]
+        B, take = c.shape[0] * self.shard.world, self.shard.take
         self.D.requires_grad_(False)  # no parameter gradients of D are needed here
-        z = torch.randn(B, cfg.z_dim, device=dev)
-        c_info = torch.rand(B, cfg.info_dim, device=dev) * 2 - 1
+        z = take(torch.randn(B, cfg.z_dim, device=dev))
+        c_info = take(torch.rand(B, cfg.info_dim, device=dev) * 2 - 1)
         with self.autocast():
             score, q = self.D(self.G(z, c, c_info), c)
         l_info = info_loss(q, c_info)
@@ -165,6 +176,8 @@ class Trainer:
         total = loss_G + t.info_weight * l_info if t.info_weight > 0 else loss_G
         self.opt_G.zero_grad(set_to_none=True)
         total.backward()
+        if self.shard.active:
+            average_gradients(self.G.parameters())
         self.opt_G.step()
         self.D.requires_grad_(True)
         if self.G_ema is not None:
@@ -182,11 +195,28 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
     resume_from: a resume-state file of another run to continue from (weights, optimisers, step).
     Raises TrainingDiverged when the losses go non-finite or past train.divergence_threshold.
     """
+    if config.train.nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet inside torchrun: launch it
+        config.validate()
+        return launch(config, run_dir, progress_fn=progress_fn, should_stop=should_stop, resume=resume,
+                      resume_from=resume_from)
     run_dir = Path(run_dir)
     ckpt_dir, sample_dir = run_dir / "checkpoints", run_dir / "samples"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    sample_dir.mkdir(exist_ok=True)
     cfg = Config.from_dict(config.to_dict())  # private copy: the caller's object is never changed
+    created_group = init_from_env(resolve_device(cfg.train.device).type)
+    try:
+        return _train(cfg, run_dir, ckpt_dir, sample_dir, data, progress_fn, should_stop, resume, resume_from)
+    finally:
+        if created_group:
+            torch.distributed.destroy_process_group()
+
+
+def _train(cfg: Config, run_dir: Path, ckpt_dir: Path, sample_dir: Path, data: ShoeData | None,
+           progress_fn, should_stop, resume: bool, resume_from) -> TrainResult:
+    shard = current_shard()
+    lead = shard.rank == 0  # only rank 0 writes the run directory
+    if lead:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        sample_dir.mkdir(exist_ok=True)
 
     state = None
     latest = read_latest(ckpt_dir) if resume else None
@@ -201,6 +231,9 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
     t = cfg.train
 
     device = resolve_device(t.device)
+    if device.type == "cuda" and shard.active:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if t.num_threads > 0 and device.type == "cpu":
         torch.set_num_threads(t.num_threads)
     if data is None:
@@ -213,7 +246,7 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
     if data.images.shape[1] != cfg.model.resolution:
         raise ValueError(f"data prepared at {data.images.shape[1]} px for a {cfg.model.resolution} px model")
     train_data = data.split("train")
-    batches = Batches(train_data, t.batch_size, t.seed, cfg.data.hflip, device, t.channels_last)
+    batches = Batches(train_data, t.batch_size, t.seed, cfg.data.hflip, device, t.channels_last, shard)
     total_steps = max(1, math.ceil(t.epochs * batches.steps_per_epoch))
 
     torch.manual_seed(t.seed)  # weights init; the RNG is restored from the state on resume
@@ -225,16 +258,17 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
-    atomic_write_text(run_dir / "config.json",
-                      json.dumps({**cfg.to_dict(), "class_names": data.class_names,
-                                  "steps_per_epoch": batches.steps_per_epoch, "total_steps": total_steps,
-                                  "train_images": len(train_data), "device": str(device)},
-                                 indent=2, sort_keys=True))
+    if lead:
+        atomic_write_text(run_dir / "config.json",
+                          json.dumps({**cfg.to_dict(), "class_names": data.class_names,
+                                      "steps_per_epoch": batches.steps_per_epoch, "total_steps": total_steps,
+                                      "train_images": len(train_data), "device": str(device),
+                                      "processes": shard.world}, indent=2, sort_keys=True))
 
     fixed = _fixed_latents(cfg)
     zero = torch.zeros((), device=device)
     last_ckpt = (str(ckpt_dir / latest["generator"]) if latest else None)
-    metrics_f = open(run_dir / "metrics.jsonl", "a", buffering=1)
+    metrics_f = open(run_dir / "metrics.jsonl", "a", buffering=1) if lead else open(os.devnull, "w")
     sums: dict[str, float] = {}
     n_sum = 0
     bad = 0
@@ -245,6 +279,8 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
 
     def checkpoint(at: int) -> str:
         name = f"step-{at:09d}"
+        if not lead:
+            return str(ckpt_dir / f"{name}.safetensors")
         gen_path = save_generator(m.serving_G, ckpt_dir / f"{name}.safetensors", class_names=data.class_names,
                                   step=at, version=f"{run_dir.name}/{name}",
                                   extra={"preset": cfg.preset, "ema": m.G_ema is not None,
@@ -259,6 +295,8 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
         return str(gen_path)
 
     def samples(at: int) -> None:
+        if not lead:
+            return
         G = m.serving_G
         z, c, ci = fixed
         imgs = forward(G, z, c, ci)
@@ -276,7 +314,7 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
                 g = m.generator_step(c) if step % t.n_critic == 0 else {"loss_G": zero, "info": zero}
                 step += 1
 
-                vals = torch.stack([d["loss_D"], g["loss_G"], d["gp"], g["info"], -d["loss_w"]]).float().cpu()
+                vals = all_mean(torch.stack([d["loss_D"], g["loss_G"], d["gp"], g["info"], -d["loss_w"]]).float()).cpu()
                 vmax = float(vals.abs().max()) if torch.isfinite(vals).all() else math.inf
                 if vmax > t.divergence_threshold:
                     bad += 1
@@ -306,7 +344,7 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
                 if step % t.ckpt_every == 0 or deferred_ckpt:
                     last_ckpt = checkpoint(step)
                     deferred_ckpt = False
-                if progress_fn is not None:
+                if progress_fn is not None and lead:
                     left = total_steps - step
                     progress_fn({"step": step, "total_steps": total_steps, "epoch": step / batches.steps_per_epoch,
                                  "epochs": t.epochs, "img_per_s": img_per_s,
@@ -315,7 +353,7 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
                                                     vals.tolist()))})
                 if step >= total_steps:
                     break
-                if should_stop is not None and should_stop():
+                if any_rank(should_stop is not None and lead and should_stop(), device):
                     status = "stopped"
                     break
             if status == "stopped":
@@ -328,6 +366,8 @@ def train(config: Config, run_dir: str | Path, *, data: ShoeData | None = None,
     if last_ckpt is None or not last_ckpt.endswith(f"step-{step:09d}.safetensors"):
         last_ckpt = checkpoint(step)
     samples(step)
+    if shard.active:
+        torch.distributed.barrier()  # rank 0's last checkpoint exists before any rank returns
     return TrainResult(status, step, total_steps, last_ckpt, str(run_dir))
 
 

@@ -26,6 +26,9 @@ from .celery_app import app
 log = logging.getLogger("hybridgan.worker")
 MAX_ATTEMPTS = int(os.environ.get("HYBRIDGAN_MAX_ATTEMPTS", "3"))
 PROGRESS_EVERY_S = float(os.environ.get("HYBRIDGAN_PROGRESS_EVERY_S", "1.0"))
+# GPUs (or CPU processes) this worker gives each job that does not set train.nproc itself: jobs then run
+# data-parallel under torchrun (model/distributed.py). One job at a time per worker either way.
+WORKER_NPROC = int(os.environ.get("HYBRIDGAN_WORKER_NPROC", "1"))
 
 
 def home() -> Path:
@@ -85,7 +88,10 @@ def _run(h: Path, job_id: str) -> str:
     if request.get("resume_from") and resumed is None:
         resume_from = request["resume_from_state"]
     try:
-        result = train(Config.from_dict(job["config"]), run_dir, progress_fn=progress,
+        cfg = Config.from_dict(job["config"])
+        if WORKER_NPROC > 1 and cfg.train.nproc == 1 and cfg.train.batch_size % WORKER_NPROC == 0:
+            cfg.train.nproc = WORKER_NPROC  # a multi-GPU host: data-parallel over all of its GPUs
+        result = train(cfg, run_dir, progress_fn=progress,
                        should_stop=stop_path.exists, resume=True, resume_from=resume_from)
     except TrainingDiverged as e:
         return _fail(h, job_id, str(e))

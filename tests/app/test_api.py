@@ -9,7 +9,7 @@ from PIL import Image
 
 from model.store import publish
 
-from .conftest import wait_for
+from .conftest import CLASSES, wait_for
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -264,3 +264,36 @@ def test_designer_endpoints_can_be_closed(make_client, home, checkpoints):
     for r in (c.post("/generate", json={"class": "Boot"}), c.get("/image.png?class=Boot"), c.get("/")):
         assert r.status_code == 403 and "closed" in r.text
     assert c.get("/healthz").status_code == 200 and c.get("/models").status_code == 200
+
+
+def test_the_shipped_model_is_published_only_into_an_empty_store(tmp_path, checkpoints):
+    import shutil
+
+    from model.store import ensure_default_model, read_current
+
+    shipped = tmp_path / "shipped" / "hybridgan-cpu-v1.safetensors"
+    shipped.parent.mkdir()
+    shutil.copyfile(checkpoints["v1"], shipped)
+    (tmp_path / "shipped" / "hybridgan-cpu-v1.eval.json").write_text('{"generated": {}}')
+    home = tmp_path / "home"
+    record = ensure_default_model(home, shipped)
+    assert record["version"] == "hybridgan-cpu-v1" and read_current(home)["version"] == "hybridgan-cpu-v1"
+    assert (home / "models" / "hybridgan-cpu-v1.eval.json").exists()  # its evaluation travels with it
+    other = tmp_path / "other"
+    publish(other, checkpoints["v2"], "mine")
+    assert ensure_default_model(other, shipped) is None and read_current(other)["version"] == "mine"
+    assert ensure_default_model(tmp_path / "none", tmp_path / "missing.safetensors") is None
+
+
+def test_the_repository_ships_a_servable_model_with_its_card_and_report():
+    import json
+
+    from model.checkpoint import load_generator
+    from model.store import SHIPPED_MODEL
+
+    G, info = load_generator(SHIPPED_MODEL)  # safetensors: loading runs no code
+    assert info.class_names == CLASSES and SHIPPED_MODEL.stat().st_size < 25 * 2**20
+    card = (SHIPPED_MODEL.parent / "MODEL_CARD.md").read_text()
+    report = json.loads(SHIPPED_MODEL.with_name(SHIPPED_MODEL.stem + ".eval.json").read_text())
+    overall = report["generated"]["class_fidelity"]["overall"]
+    assert f"{overall:.3f}" in card  # the card quotes the report it ships with

@@ -28,7 +28,7 @@ def service(tmp_path, folder_dataset):
            "HYBRIDGAN_ADMIN_TOKEN": TOKEN, "HYBRIDGAN_BROKER_URL": "filesystem://",
            "HYBRIDGAN_QUEUE": f"e2e-{port}", "HYBRIDGAN_PROGRESS_EVERY_S": "0.1"}
     proc = subprocess.Popen([sys.executable, "-m", "hybridgan.cli", "serve", "--port", str(port),
-                             "--log-level", "warning"], cwd=ROOT, env=env, start_new_session=True,
+                             "--log-level", "warning", "--no-default-model"], cwd=ROOT, env=env, start_new_session=True,
                             stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):

@@ -93,3 +93,33 @@ def test_evaluate_cli_writes_a_full_report(folder_dataset, tmp_path, capsys):
     assert len(report["c_info"]["q_r2"]) == 2  # D came from the resume state beside the checkpoint
     assert report["generated"]["memorisation"]["ratio"] > 0
     assert "NOT comparable to published FID" in report["note"]
+
+
+def test_standard_fid_hands_uint8_images_and_the_local_weights_to_torch_fidelity(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from model.evaluation import standard_fid
+
+    weights = tmp_path / "pt_inception-2015-12-05.pth"
+    rng = np.random.default_rng(0)
+    fake, real = (rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8) for _ in range(2))
+    with pytest.raises(ValueError, match="no Inception weights file"):
+        standard_fid(fake, real, weights)
+    weights.write_bytes(b"weights")
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # not installed (as on these machines)
+    with pytest.raises(RuntimeError, match="torch-fidelity"):
+        standard_fid(fake, real, weights)
+    seen = {}
+
+    def calculate_metrics(**kw):
+        seen.update(kw)
+        return {"frechet_inception_distance": 12.5}
+
+    monkeypatch.setitem(sys.modules, "torch_fidelity", types.SimpleNamespace(calculate_metrics=calculate_metrics))
+    assert standard_fid(fake, real, weights) == 12.5
+    assert seen["fid"] and seen["feature_extractor_weights_path"] == str(weights) and not seen["cuda"]
+    first = seen["input1"][0]
+    assert len(seen["input1"]) == 5 and first.dtype == torch.uint8 and first.shape == (3, 16, 16)
+    assert torch.equal(first.permute(1, 2, 0), torch.from_numpy(fake[0]))
+    assert torch.equal(seen["input2"][4].permute(1, 2, 0), torch.from_numpy(real[4]))

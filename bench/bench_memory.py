@@ -1,0 +1,104 @@
+"""Peak memory of one training step of the paper's Model2 (two SA layers in G), naive attention vs
+the memory-efficient path (torch SDPA in G), at 64 and 128 px, batch 32.
+
+Each configuration runs in its own process (peak RSS only grows), which builds the Trainer, records
+its resident memory, takes one full step (critic step with gradient penalty + generator step with
+info loss) and reports the growth of peak RSS during that step: the step's working memory on CPU.
+On CUDA (--device cuda) torch.cuda.max_memory_allocated is used instead.
+A configuration that runs out of memory (or past --limit-gb) is reported as such, not as a crash.
+
+  python bench/bench_memory.py [--resolutions 64,128] [--batch 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child(resolution: int, attention: str, batch: int, device: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from model.config import apply_overrides, get_preset
+    from model.train import Trainer
+
+    # Model2: SA in G at the two largest maps below the output; D keeps its two at 32 and 16 px
+    g_attn, d_attn = f"{resolution // 2},{resolution // 4}", f"{min(32, resolution // 2)},{min(16, resolution // 4)}"
+    cfg = apply_overrides(get_preset("model2"), [f"model.resolution={resolution}", f"model.attention={attention}",
+                                                 f"model.g_attn_resolutions={g_attn}",
+                                                 f"model.d_attn_resolutions={d_attn}", f"train.batch_size={batch}"])
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    tr = Trainer(cfg, dev)
+    x = (torch.rand(batch, 3, resolution, resolution, device=dev) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    c = torch.arange(batch, device=dev) % cfg.model.num_classes
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+    t0 = time.perf_counter()
+    tr.critic_step(x, c, 0)
+    tr.generator_step(c)
+    secs = time.perf_counter() - t0
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) - base
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    print(json.dumps({"resolution": resolution, "attention": attention, "batch": batch, "device": device,
+                      "g_attn_resolutions": list(tr.G.cfg.g_attn_resolutions),
+                      "step_peak_gb": peak / 2**30, "sec_per_step": secs, "status": "ok"}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--resolutions", default="64,128")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--limit-gb", type=float, default=0, help="address-space cap per run (0: none)")
+    ap.add_argument("--child", nargs=2, metavar=("RES", "ATTN"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        if args.limit_gb:
+            cap = int(args.limit_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        child(int(args.child[0]), args.child[1], args.batch, args.device)
+        return
+    rows = []
+    for res in (int(r) for r in args.resolutions.split(",")):
+        for attn in ("naive", "sdpa"):
+            p = subprocess.run([sys.executable, __file__, "--child", str(res), attn, "--batch", str(args.batch),
+                                "--device", args.device, "--limit-gb", str(args.limit_gb)],
+                               capture_output=True, text=True)
+            try:
+                rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
+            except (ValueError, IndexError):
+                err = (p.stderr.strip().splitlines() or ["killed"])[-1]
+                status = "out of memory" if "memory" in err.lower() or p.returncode in (-9, 137) else "failed"
+                rows.append({"resolution": res, "attention": attn, "batch": args.batch, "status": status,
+                             "error": err[-300:]})
+    res = {"bench": "memory", "model": "model2", "results": rows}
+    summary = []
+    for r in sorted({r["resolution"] for r in rows}):
+        n = next(x for x in rows if x["resolution"] == r and x["attention"] == "naive")
+        s = next(x for x in rows if x["resolution"] == r and x["attention"] == "sdpa")
+        if n["status"] == s["status"] == "ok":
+            ratio = n["step_peak_gb"] / max(s["step_peak_gb"], 1e-9)
+            res[f"ratio_{r}px"] = ratio
+            summary.append(f"{r}px naive {n['step_peak_gb']:.2f} GB vs sdpa {s['step_peak_gb']:.2f} GB "
+                           f"({ratio:.1f}x less, {s['sec_per_step']:.1f} s/step)")
+        else:
+            summary.append(f"{r}px naive {n['status']}, sdpa {s['status']}")
+    print(json.dumps(res, indent=2))
+    print(f"SUMMARY memory (Model2, batch {args.batch}): " + "; ".join(summary))
+
+
+if __name__ == "__main__":
+    main()
