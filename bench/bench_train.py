@@ -82,10 +82,11 @@ def naive_step(tr: Trainer, x: torch.Tensor, c: torch.Tensor) -> None:
     tr.opt_G.step()
 
 
-def bench(name: str, steps: int, naive: bool, batch: int = 32) -> dict:
+def bench(name: str, steps: int, naive: bool, batch: int = 32, compile_g: bool = False) -> dict:
     preset, overrides = CONFIGS[name]
     cfg = apply_overrides(get_preset(preset), overrides + [f"train.batch_size={batch}",
-                                                          f"train.channels_last={str(not naive).lower()}"])
+                                                          f"train.channels_last={str(not naive).lower()}",
+                                                          f"train.compile={'g' if compile_g else 'off'}"])
     torch.manual_seed(0)
     tr = Trainer(cfg, torch.device("cpu"))
     R = cfg.model.resolution
@@ -100,7 +101,7 @@ def bench(name: str, steps: int, naive: bool, batch: int = 32) -> dict:
             tr.critic_step(x, c, i)
             tr.generator_step(c)
 
-    step(0)  # warm-up
+    step(0)  # warm-up (and, with --compile, the compilation)
     with CountFlops() as fc:
         step(1)
     flops = fc.total
@@ -108,7 +109,8 @@ def bench(name: str, steps: int, naive: bool, batch: int = 32) -> dict:
     for i in range(steps):
         step(i + 2)
     dt = (time.perf_counter() - t0) / steps
-    return {"config": name, "resolution": R, "naive": naive, "sec_per_step": dt, "img_per_s": batch / dt,
+    return {"config": name, "resolution": R, "naive": naive, "compile_g": compile_g, "sec_per_step": dt,
+            "img_per_s": batch / dt,
             "gflop_per_step": flops / 1e9, "gflops": flops / dt / 1e9}
 
 
@@ -116,12 +118,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--configs", default="cpu,paper64")
+    ap.add_argument("--compile", action="store_true", help="also time the optimised step with train.compile=g")
     args = ap.parse_args()
     res = {"bench": "train_step", "threads": torch.get_num_threads(), "matmul_gflops_before": matmul_gflops()}
     rows = []
     for name in args.configs.split(","):
         for naive in (True, False):
             rows.append(bench(name, args.steps, naive))
+        if args.compile:
+            rows.append(bench(name, args.steps, False, compile_g=True))
     res["matmul_gflops_after"] = matmul_gflops()
     ref = (res["matmul_gflops_before"] + res["matmul_gflops_after"]) / 2
     for r in rows:
@@ -130,10 +135,14 @@ def main() -> None:
     summary = []
     for name in args.configs.split(","):
         n = next(r for r in rows if r["config"] == name and r["naive"])
-        o = next(r for r in rows if r["config"] == name and not r["naive"])
+        o = next(r for r in rows if r["config"] == name and not r["naive"] and not r["compile_g"])
         res[f"{name}_speedup_vs_naive"] = o["img_per_s"] / n["img_per_s"]
         summary.append(f"{name} {o['resolution']}px: {o['img_per_s']:.1f} img/s, {o['gflops']:.1f} GFLOP/s "
                        f"({o['fraction_of_matmul']:.0%} of matmul), {res[f'{name}_speedup_vs_naive']:.2f}x naive")
+        comp = next((r for r in rows if r["config"] == name and r["compile_g"]), None)
+        if comp:
+            res[f"{name}_compile_g_vs_eager"] = comp["img_per_s"] / o["img_per_s"]
+            summary[-1] += f", compiled G {res[f'{name}_compile_g_vs_eager']:.2f}x eager"
     print(json.dumps(res, indent=2))
     print(f"SUMMARY train_step (matmul {ref:.1f} GFLOP/s): " + "; ".join(summary))
 

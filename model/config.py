@@ -106,6 +106,10 @@ class TrainConfig:
     amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU) | "bf16" | "off"
     channels_last: bool = True  # NHWC kernels: ~10x faster nearest upsampling on CPU
     num_threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
+    # torch.compile of G's forward ("g") or none ("off"). Measured on the 2-core CPU: no gain, and the
+    # critic step cannot be compiled at all (the penalty's double backward), so only G is offered. A
+    # compile that fails falls back to eager with a warning instead of failing the run.
+    compile: str = "off"
     # Data-parallel processes in one job (torchrun; one per GPU, or gloo on CPU). batch_size stays
     # the global batch: N processes take exactly the step one process takes (model/distributed.py).
     nproc: int = 1
@@ -149,6 +153,7 @@ class TrainConfig:
             raise ConfigError(f"train.nproc must be >= 1 and divide train.batch_size ({self.batch_size}), "
                               f"got {self.nproc}")
         _choice("train.amp", self.amp, ("auto", "bf16", "off"))
+        _choice("train.compile", self.compile, ("off", "g"))
 
 
 @dataclass

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -66,6 +67,24 @@ def autocast_for(cfg: Config, device: torch.device):
     return contextlib.nullcontext
 
 
+class CompiledOrEager:
+    """torch.compile(module), falling back to the eager module for good (with a warning) the first
+    time compiling or running the compiled graph fails. Parameters are the module's own, so the
+    optimiser, the EMA and checkpoints see no difference."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module, self.compiled = module, torch.compile(module)
+
+    def __call__(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as e:  # inductor/dynamo failures vary by platform and version
+                warnings.warn(f"torch.compile failed, G continues eager: {type(e).__name__}: {e}"[:500])
+                self.compiled = None
+        return self.module(*args)
+
+
 class Trainer:
     """G, D, the optimisers and the EMA of G, built from one config, and the two training steps.
 
@@ -83,6 +102,7 @@ class Trainer:
             for net in (self.G, self.D):
                 convert_batchnorm(net)
                 broadcast_module(net)
+        self.g_forward = CompiledOrEager(self.G) if t.compile == "g" else self.G
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=t.betas)
         self.opt_D = torch.optim.Adam(self.D.head_parameters(), lr=t.lr_d, betas=t.betas)
         self.opt_Q = torch.optim.Adam(self.D.q.parameters(), lr=t.lr_q, betas=t.betas)
@@ -133,7 +153,7 @@ class Trainer:
         z = take(torch.randn(B, cfg.z_dim, device=dev))
         c_info = take(torch.rand(B, cfg.info_dim, device=dev) * 2 - 1)
         with torch.no_grad(), self.autocast():
-            fake = self.G(z, c, c_info)  # fakes for the critic need no graph through G
+            fake = self.g_forward(z, c, c_info)  # fakes for the critic need no graph through G
         with self.autocast():
             real_score, _ = self.D(x, c)
             fake_score, q_fake = self.D(fake, c)
@@ -170,7 +190,7 @@ class Trainer:
         z = take(torch.randn(B, cfg.z_dim, device=dev))
         c_info = take(torch.rand(B, cfg.info_dim, device=dev) * 2 - 1)
         with self.autocast():
-            score, q = self.D(self.G(z, c, c_info), c)
+            score, q = self.D(self.g_forward(z, c, c_info), c)
         l_info = info_loss(q, c_info)
         loss_G = generator_loss(score)
         total = loss_G + t.info_weight * l_info if t.info_weight > 0 else loss_G

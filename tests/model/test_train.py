@@ -159,3 +159,33 @@ def test_generated_pixels_do_not_depend_on_batch_composition(preset):
         alone = forward(G, z[i:i + 1], c[i:i + 1], ci[i:i + 1])
         assert torch.equal(alone[0], together[i])
         assert (to_uint8(alone) == to_uint8(together[i:i + 1])).all()
+
+
+def _two_steps(cfg, x, c):
+    from model.train import Trainer
+    torch.manual_seed(0)
+    m = Trainer(cfg, torch.device("cpu"))
+    for i in range(2):
+        m.critic_step(x, c, i)
+        m.generator_step(c)
+    return m
+
+
+def test_compiled_g_trains_like_eager_and_a_failing_compile_falls_back(monkeypatch):
+    base = apply_overrides(get_preset("tiny"), ["model.d_dropout=0"])
+    torch.manual_seed(1)
+    x, c = torch.rand(8, 3, 16, 16) * 2 - 1, torch.arange(8) % 3
+    eager = _two_steps(base, x, c)
+    compiled = _two_steps(apply_overrides(base, ["train.compile=g"]), x, c)
+    assert compiled.g_forward.compiled is not None  # it really ran compiled
+    for (k, a), b in zip(eager.G.state_dict().items(), compiled.G.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=k)
+
+    def broken(*a, **k):
+        raise RuntimeError("no compiler here")
+    monkeypatch.setattr(torch, "compile", lambda module: broken)
+    with pytest.warns(UserWarning, match="G continues eager"):
+        fallback = _two_steps(apply_overrides(base, ["train.compile=g"]), x, c)
+    assert fallback.g_forward.compiled is None
+    for (k, a), b in zip(eager.G.state_dict().items(), fallback.G.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=0, atol=0, msg=k)

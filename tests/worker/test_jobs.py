@@ -138,3 +138,18 @@ def test_a_full_disk_during_a_checkpoint_fails_the_job_and_keeps_the_previous_ch
     assert job["checkpoints"] == ["step-000000010"] and job["published"] is None
     from model import load_generator
     assert load_generator(job_home / "runs" / job_id / "checkpoints" / "step-000000010.safetensors")[1].step == 10
+
+
+@redis_only
+def test_a_data_parallel_job_reports_progress_and_cancels_cleanly(api, workers, job_home):
+    # HYBRIDGAN_WORKER_NPROC=2: the worker runs each job under torchrun in 2 gloo processes
+    workers(HYBRIDGAN_WORKER_NPROC="2")
+    job_id = api.post("/train-jobs", json={**TINY, "epochs": 200}).json()["id"]
+    wait_job(api, job_id, lambda j: j["status"] == "running" and (j["progress"] or {}).get("step", 0) >= 3,
+             timeout=180)
+    assert api.delete(f"/train-jobs/{job_id}").json()["cancel_requested"]
+    job = wait_job(api, job_id, lambda j: j["status"] in ("cancelled", "failed", "succeeded"), timeout=60)
+    assert job["status"] == "cancelled", job.get("error")
+    assert f"step-{job['result']['step']:09d}" in job["checkpoints"]  # rank 0 checkpointed where all stopped
+    run = job_home / "runs" / job_id
+    assert json.loads((run / "config.json").read_text())["processes"] == 2
