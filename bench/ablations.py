@@ -2,7 +2,7 @@
 same seed, evaluate each on the held-out split, and write a markdown table and the raw JSON.
 
   python bench/ablations.py --data ../shared/data/shoe-vs-sandal-vs-boot-15k.zip \
-      --base cpu --epochs 3 --out docs/ablations
+      --base cpu --epochs 2
 
 Each run is `hybridgan train --preset <base>+<modifier>` followed by `hybridgan evaluate`; the table
 lists those exact commands, the wall time and img/s of each run, and its metrics.
@@ -73,6 +73,18 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+BEGIN, END = "<!-- table: written by bench/ablations.py -->", "<!-- /table -->"
+
+
+def write_table(path: Path, text: str) -> None:
+    """Put the table between the markers of an existing page (its prose stays), or start the page."""
+    page = path.read_text() if path.exists() else f"# Ablations\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in page or END not in page:
+        page += f"\n{BEGIN}\n{END}\n"
+    head, rest = page.split(BEGIN, 1)
+    path.write_text(f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -81,7 +93,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default="", help="comma-separated modifiers to run ('base' = the base "
                     "itself); results merge into the existing ablations.json")
-    ap.add_argument("--out", default="docs/ablations")
+    ap.add_argument("--out", default="docs", help="folder of ablations.md (the table goes between its markers) "
+                    "and ablations.json")
     ap.add_argument("--runs", default="runs/ablations")
     args = ap.parse_args()
     out, runs = ROOT / args.out, ROOT / args.runs
@@ -120,7 +133,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in row.items() if k != "report"}), flush=True)
         ordered = sorted(results.values(), key=lambda r: order.index(r["modifier"]))
         (out / "ablations.json").write_text(json.dumps(ordered, indent=2, default=float))
-        (out / "ablations.md").write_text(table(ordered))
+        write_table(out / "ablations.md", table(ordered))
     print(table(sorted(results.values(), key=lambda r: order.index(r["modifier"]))))
 
 

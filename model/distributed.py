@@ -7,8 +7,10 @@ discriminator intact (they are strided too). Gradients are averaged with one all
 optimiser step and BatchNorm statistics are computed over the global batch.
 
 Why not torch's DistributedDataParallel wrapper: the critic's gradient penalty differentiates twice
-through D (autograd.grad(create_graph=True)), which DDP's reducer and torch's SyncBatchNorm do not
-support; an explicit all-reduce after backward and a twice-differentiable synchronised BatchNorm do.
+through D (autograd.grad(create_graph=True)), which DDP's reducer (it only handles gradients
+accumulated into .grad) and torch's SyncBatchNorm ("derivative for batch_norm_backward_elemt is not
+implemented", pytorch/pytorch#61222) do not support; an explicit all-reduce after backward and a
+twice-differentiable synchronised BatchNorm do.
 
 `launch()` is what `train()` calls when `train.nproc > 1` outside a process group: it runs
 `torchrun --standalone --nproc_per_node N -m model.distributed CONFIG RUN_DIR` and follows rank 0's
