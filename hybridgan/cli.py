@@ -205,6 +205,13 @@ def cmd_serve(args) -> int:
         worker = subprocess.Popen([sys.executable, "-m", "hybridgan.cli", "worker", "--loglevel", "warning"], env=env)
         print(f"started an embedded training worker (pid {worker.pid}) on {settings.broker_url}", file=sys.stderr)
     print(f"explorer: http://{settings.host}:{settings.port}/   admin: /admin   API docs: /docs", file=sys.stderr)
+
+    def exit_on_sigterm(signum, frame):
+        raise SystemExit(128 + signum)
+
+    # uvicorn shuts down gracefully on SIGTERM, restores the handler it found and raises the signal
+    # again: with the default handler the process would die there, before `finally` stops the worker.
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
     finally:
