@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from model.config import get_preset  # noqa: E402
 VARIANTS = [  # (modifier, what the paper says about it); "" is the base itself
     ("", "the paper's Model1 (SA in D, minibatch stddev, info loss, lambda_GP = 10)"),
     ("no-sa", "sec. 3.3: SA in D 'does help'"),
@@ -144,8 +142,6 @@ def main() -> None:
         try:
             result = json.loads(text[text.index("{"):])
             row["status"], ckpt = result["status"], result.get("checkpoint")
-            batch = get_preset(preset).train.batch_size
-            row["img_s"] = result["step"] * batch / max(result["seconds"], 1e-9)
         except ValueError:
             row["status"], ckpt = "failed: " + text.strip().splitlines()[-1][:200], None
         if ckpt:

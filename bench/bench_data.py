@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from model.config import apply_overrides, get_preset  # noqa: E402
 from model.data import Batches, ShoeData  # noqa: E402
-from model.train import Trainer  # noqa: E402
+from common import trainer_and_batch  # noqa: E402
 
 
 def fake_data(n: int, res: int) -> ShoeData:
@@ -49,11 +49,7 @@ def loader_img_per_s(data: ShoeData, batch: int, batches: int) -> float:
 
 def step_img_per_s(preset: str, batch: int, steps: int) -> float:
     cfg = apply_overrides(get_preset(preset), [f"train.batch_size={batch}"])
-    torch.manual_seed(0)
-    tr = Trainer(cfg, torch.device("cpu"))
-    R = cfg.model.resolution
-    x = (torch.rand(batch, 3, R, R) * 2 - 1).contiguous(memory_format=torch.channels_last)
-    c = torch.arange(batch) % cfg.model.num_classes
+    tr, x, c = trainer_and_batch(cfg)
     tr.critic_step(x, c, 0)
     tr.generator_step(c)  # warm-up
     t0 = time.perf_counter()

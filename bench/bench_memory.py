@@ -27,19 +27,16 @@ def child(resolution: int, attention: str, batch: int, device: str) -> None:
     sys.path.insert(0, str(ROOT))
     import torch
 
+    from common import trainer_and_batch
     from model.config import apply_overrides, get_preset
-    from model.train import Trainer
 
     # Model2: SA in G at the two largest maps below the output; D keeps its two at 32 and 16 px
     g_attn, d_attn = f"{resolution // 2},{resolution // 4}", f"{min(32, resolution // 2)},{min(16, resolution // 4)}"
     cfg = apply_overrides(get_preset("model2"), [f"model.resolution={resolution}", f"model.attention={attention}",
                                                  f"model.g_attn_resolutions={g_attn}",
                                                  f"model.d_attn_resolutions={d_attn}", f"train.batch_size={batch}"])
-    torch.manual_seed(0)
     dev = torch.device(device)
-    tr = Trainer(cfg, dev)
-    x = (torch.rand(batch, 3, resolution, resolution, device=dev) * 2 - 1).contiguous(memory_format=torch.channels_last)
-    c = torch.arange(batch, device=dev) % cfg.model.num_classes
+    tr, x, c = trainer_and_batch(cfg, device)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from model.config import apply_overrides, get_preset  # noqa: E402
 from model.losses import critic_wgan_loss, generator_loss, gradient_penalty, info_loss  # noqa: E402
 from model.train import Trainer  # noqa: E402
+from common import trainer_and_batch  # noqa: E402
 
 CONFIGS = {"cpu": ("cpu", []), "paper64": ("paper", ["model.resolution=64", "model.d_attn_resolutions=16,8"])}
 
@@ -87,12 +88,8 @@ def bench(name: str, steps: int, naive: bool, batch: int = 32, compile_g: bool =
     cfg = apply_overrides(get_preset(preset), overrides + [f"train.batch_size={batch}",
                                                           f"train.channels_last={str(not naive).lower()}",
                                                           f"train.compile={'g' if compile_g else 'off'}"])
-    torch.manual_seed(0)
-    tr = Trainer(cfg, torch.device("cpu"))
+    tr, x, c = trainer_and_batch(cfg, channels_last=not naive)
     R = cfg.model.resolution
-    fmt = torch.contiguous_format if naive else torch.channels_last
-    x = (torch.rand(batch, 3, R, R) * 2 - 1).contiguous(memory_format=fmt)
-    c = torch.arange(batch) % cfg.model.num_classes
 
     def step(i: int) -> None:
         if naive:

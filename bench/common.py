@@ -41,3 +41,20 @@ def start_server(home: Path, **env_extra) -> tuple[subprocess.Popen, str]:
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError("server did not start")
+
+
+def trainer_and_batch(cfg, device: str = "cpu", channels_last: bool = True):
+    """A Trainer seeded with 0 and one random batch (x in [-1, 1], classes cycling) for timing steps."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from model.train import Trainer
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    tr = Trainer(cfg, dev)
+    B, R = cfg.train.batch_size, cfg.model.resolution
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = (torch.rand(B, 3, R, R, device=dev) * 2 - 1).contiguous(memory_format=fmt)
+    c = torch.arange(B, device=dev) % cfg.model.num_classes
+    return tr, x, c

@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from bench_train import CONFIGS, CountFlops, matmul_gflops  # noqa: E402
+from common import trainer_and_batch  # noqa: E402
 
 from model.config import apply_overrides, get_preset  # noqa: E402
-from model.train import Trainer  # noqa: E402
 
 GROUPS = [  # (group, substrings of aten op names), first match wins
     ("conv", ("convolution", "conv2d", "mkldnn_conv", "conv_depthwise")),
@@ -57,11 +57,8 @@ def main() -> None:
     args = ap.parse_args()
     preset, overrides = CONFIGS[args.config]
     cfg = apply_overrides(get_preset(preset), overrides + [f"train.batch_size={args.batch}"])
-    torch.manual_seed(0)
-    tr = Trainer(cfg, torch.device("cpu"))
+    tr, x, c = trainer_and_batch(cfg)
     R = cfg.model.resolution
-    x = (torch.rand(args.batch, 3, R, R) * 2 - 1).contiguous(memory_format=torch.channels_last)
-    c = torch.arange(args.batch) % cfg.model.num_classes
 
     def step(i):
         tr.critic_step(x, c, i)
